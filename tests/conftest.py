@@ -1,0 +1,52 @@
+"""Shared fixtures. Tests need no hardware: a synthetic or file source, a recording
+pyvirtualcam backend, and the real MODNet model (fetched once into the user cache)."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from vcam.config import Config
+
+from helpers import RecordingBackend
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_config(tmp_path_factory, monkeypatch):
+    # Never read the developer's own ~/.config/vcam/config.yaml.
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
+
+
+@pytest.fixture(scope="session")
+def modnet_path():
+    from vcam.matting import weights
+
+    return weights.resolve("modnet")
+
+
+@pytest.fixture(scope="session")
+def modnet(modnet_path):
+    from vcam.matting import create
+
+    return create(Config().matting)
+
+
+@pytest.fixture
+def no_leaked_threads():
+    before = set(threading.enumerate())
+    yield
+    for t in set(threading.enumerate()) - before:
+        t.join(2.0)
+    leaked = [t.name for t in set(threading.enumerate()) - before if t.is_alive()]
+    assert not leaked, f"threads left running: {leaked}"
+
+
+@pytest.fixture
+def recording_backend():
+    import pyvirtualcam
+
+    RecordingBackend.instances.clear()
+    pyvirtualcam.register_backend("recording", RecordingBackend)
+    yield RecordingBackend
+    RecordingBackend.instances.clear()

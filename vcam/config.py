@@ -1,0 +1,228 @@
+"""Configuration: one frozen dataclass per YAML section.
+
+Precedence: built-in defaults < user config (``~/.config/vcam/config.yaml``) <
+``--config FILE`` < command-line flags. Every layer is validated the same way:
+an unknown key is an error naming the nearest valid key, and a bad value is an
+error naming the key and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+MODES = ("blur", "replace", "color", "none")
+
+
+def _f(default, *, choices=None, lo=None, hi=None, doc=""):
+    return field(default=default, metadata={"choices": choices, "lo": lo, "hi": hi, "doc": doc})
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaptureConfig:
+    source: str = _f("0", doc="camera index, /dev/videoN, video file, frame folder, 'sample' or 'synthetic'")
+    width: int = _f(1280, lo=16, hi=7680, doc="requested width")
+    height: int = _f(720, lo=16, hi=4320, doc="requested height")
+    fps: float = _f(30.0, lo=1, hi=240, doc="requested frame rate; also the output rate")
+    loop: bool = _f(True, doc="loop video files and frame folders in live mode")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MattingConfig:
+    model: str = _f("modnet", doc="matting model (see `vcam models list`)")
+    model_path: str = _f("", doc="local path or URL of the model file instead of the registry wheel")
+    input_size: int = _f(256, lo=64, hi=2048, doc="short side the model sees, rounded to a multiple of 32")
+    threads: int = _f(2, lo=0, hi=256, doc="onnxruntime intra-op threads (0: onnxruntime decides)")
+    providers: str = _f("auto", doc="onnxruntime execution providers, comma-separated, or 'auto' (TensorRT, CUDA, then CPU)")
+    max_hz: float = _f(0.0, lo=0, hi=1000, doc="cap on the matting rate (0: as fast as it goes)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmoothingConfig:
+    kind: str = _f("adaptive", choices=("adaptive", "ema", "none"), doc="temporal filter")
+    strength: float = _f(0.7, lo=0.0, hi=0.99, doc="how much of the previous matte a static pixel keeps")
+    motion: float = _f(0.12, lo=0.001, hi=1.0, doc="alpha change treated as real motion (reacts at once)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RefineConfig:
+    enabled: bool = _f(True, doc="guided-filter upsampling of the matte against the full-resolution frame")
+    radius: int = _f(2, lo=1, hi=32, doc="guided filter radius, in matte pixels")
+    eps: float = _f(0.002, lo=1e-6, hi=1.0, doc="guided filter regularisation")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompositorConfig:
+    mode: str = _f("blur", choices=MODES, doc="what replaces the background")
+    blur: int = _f(50, lo=1, hi=100, doc="blur strength, 1-100")
+    background: str = _f("", doc="background image for mode 'replace'")
+    color: str = _f("#00b140", doc="colour for mode 'color': #rrggbb, a name, or 'green'")
+    mirror: bool = _f(False, doc="flip the output horizontally")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputConfig:
+    virtualcam: bool = _f(True, doc="send to the virtual camera")
+    device: str = _f("", doc="virtual camera device, e.g. /dev/video10 (empty: first loopback)")
+    backend: str = _f("", doc="pyvirtualcam backend (empty: v4l2loopback on Linux, obs elsewhere)")
+    preview: bool = _f(False, doc="show a preview window")
+    record: str = _f("", doc="also record the output to this video file")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    seconds: float = _f(0.0, lo=0, hi=1e9, doc="stop after this many seconds (0: run until Ctrl-C)")
+    stats_json: str = _f("", doc="write run statistics to this JSON file on exit")
+    log_level: str = _f("info", choices=("debug", "info", "warning", "error"), doc="log level")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    matting: MattingConfig = field(default_factory=MattingConfig)
+    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
+    compositor: CompositorConfig = field(default_factory=CompositorConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **sections: dict) -> "Config":
+        """A new config with some keys changed: ``cfg.replace(compositor={"mode": "none"})``."""
+        return merge(self, sections, origin="override")
+
+
+SECTIONS: dict[str, type] = {f.name: f.default_factory for f in fields(Config)}  # type: ignore[misc]
+
+
+def user_config_path() -> Path:
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("vcam")) / "config.yaml"
+
+
+def _nearest(word: str, options) -> str:
+    m = difflib.get_close_matches(word, list(options), n=1, cutoff=0.4)
+    return f"; did you mean '{m[0]}'?" if m else f"; valid keys: {', '.join(options)}"
+
+
+def _coerce(key: str, f: dataclasses.Field, value: Any, origin: str) -> Any:
+    kind = type(f.default)
+    md = f.metadata
+    where = f"{key} (in {origin})"
+    try:
+        if kind is bool:
+            if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+                value = value.lower() in ("true", "yes", "on", "1")
+            if not isinstance(value, bool):
+                raise ValueError
+        elif kind is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            value = int(value)
+        elif kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            value = float(value)
+        else:
+            if value is None:
+                value = ""
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ValueError
+            value = str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"bad value {value!r} for {where}: expected {kind.__name__}") from None
+    if md.get("choices") and value not in md["choices"]:
+        raise ConfigError(f"bad value {value!r} for {where}: allowed values are {', '.join(md['choices'])}")
+    lo, hi = md.get("lo"), md.get("hi")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ConfigError(f"bad value {value!r} for {where}: allowed range is {lo}..{hi}")
+    return value
+
+
+def merge(base: Config, layer: dict | None, origin: str) -> Config:
+    """Apply one layer (a nested dict, as in YAML) on top of ``base``, validating it."""
+    if not layer:
+        return base
+    if not isinstance(layer, dict):
+        raise ConfigError(f"{origin}: expected a mapping of sections (capture:, matting:, ...), got {type(layer).__name__}")
+    new_sections = {}
+    for sec_name, values in layer.items():
+        if sec_name not in SECTIONS:
+            raise ConfigError(f"unknown config section '{sec_name}' in {origin}{_nearest(str(sec_name), SECTIONS)}")
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"section '{sec_name}' in {origin} must be a mapping of keys")
+        sec_fields = {f.name: f for f in fields(SECTIONS[sec_name])}
+        current = dataclasses.asdict(getattr(base, sec_name))
+        for key, value in values.items():
+            if key not in sec_fields:
+                raise ConfigError(
+                    f"unknown config key '{sec_name}.{key}' in {origin}{_nearest(str(key), sec_fields)}"
+                )
+            current[key] = _coerce(f"{sec_name}.{key}", sec_fields[key], value, origin)
+        new_sections[sec_name] = SECTIONS[sec_name](**current)
+    return dataclasses.replace(base, **new_sections)
+
+
+def load_yaml(path: str | os.PathLike) -> dict:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} not found: check the path given to --config") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {p} is not valid YAML{at}: fix the syntax") from None
+    return data or {}
+
+
+def load(config_file: str | None = None, flags: dict | None = None, *, user_config: bool = True) -> Config:
+    """Build the effective config: defaults < user config < ``config_file`` < ``flags``."""
+    cfg = Config()
+    if user_config:
+        up = user_config_path()
+        if up.exists():
+            cfg = merge(cfg, load_yaml(up), str(up))
+    if config_file:
+        cfg = merge(cfg, load_yaml(config_file), str(config_file))
+    return merge(cfg, flags, "command-line flags")
+
+
+def dump(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def documented_yaml() -> str:
+    """Every key with its default and a comment; the source of the top-level config.yaml."""
+    lines = [
+        "# vcam configuration. Every key, with its default.",
+        "# Precedence: defaults < ~/.config/vcam/config.yaml < --config FILE < command-line flags.",
+        "# An unknown key is an error that names the closest valid key.",
+    ]
+    for sec_name, cls in SECTIONS.items():
+        lines.append("")
+        lines.append(f"{sec_name}:")
+        for f in fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            val = yaml.safe_dump({f.name: default}, default_flow_style=True).strip()[1:-1]
+            doc = f.metadata.get("doc", "")
+            if f.metadata.get("choices"):
+                doc += f" ({' | '.join(f.metadata['choices'])})"
+            lines.append(f"  {val:<32} # {doc}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,49 @@
+"""MODNet (Apache-2.0): photographic portrait matting, the default model."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from . import weights
+from .base import Matter, model_input_shape, register
+from .onnx import make_session
+
+
+@register("modnet")
+class ModnetMatter(Matter):
+    licence = "Apache-2.0"
+    multiple = 32  # the graph fails on sizes that are not multiples of 32
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        path = weights.resolve(self.name, cfg.model_path)
+        self.session = make_session(path, providers=cfg.providers, threads=cfg.threads, name=self.name)
+        self.input_name = self.session.get_inputs()[0].name
+        self._key = None
+        self._small = None  # [h, w, 3] uint8, reused
+        self._blob = None  # [1, 3, h, w] float32, reused (ORT copies it in)
+
+    def input_shape(self, width: int, height: int) -> tuple[int, int]:
+        return model_input_shape(width, height, self.cfg.input_size, self.multiple)
+
+    def _prepare(self, bgr: np.ndarray) -> np.ndarray:
+        H, W = bgr.shape[:2]
+        if self._key != (H, W):
+            h, w = self.input_shape(W, H)
+            self._small = np.empty((h, w, 3), np.uint8)
+            self._blob = np.empty((1, 3, h, w), np.float32)
+            self._key = (H, W)
+        h, w = self._small.shape[:2]
+        cv2.resize(bgr, (w, h), dst=self._small, interpolation=cv2.INTER_AREA)
+        # BGR -> RGB planes, scaled to [-1, 1]
+        for c in range(3):
+            np.multiply(self._small[:, :, 2 - c], 1 / 127.5, out=self._blob[0, c], casting="unsafe")
+        self._blob -= 1.0
+        return self._blob
+
+    def infer(self, bgr: np.ndarray) -> np.ndarray:
+        out = self.session.run(None, {self.input_name: self._prepare(bgr)})[0]
+        return np.clip(out[0, 0], 0.0, 1.0)  # [h, w] float32, fresh
+
+    def close(self) -> None:
+        self.session = None

@@ -1,0 +1,366 @@
+"""The pipeline: stages in their own threads, joined by latest-wins mailboxes.
+
+    capture ─▶ [frames→matting] ─▶ matting+smoothing ─▶ [mattes] ─┐
+            └▶ [frames→compositor] ─────────────────▶ compositor ◀┘ ─▶ [composites] ─▶ output
+
+Matting runs at its own rate; the compositor refines the *newest* matte against
+each current frame. A stage's exception is handed to the supervisor
+(:meth:`Pipeline.run`), which stops everything and re-raises it. Offline inputs
+run the very same stage objects in lockstep (:func:`run_lockstep`): nothing dropped.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from . import smoothing
+from .capture import CaptureStage, Source, open_source
+from .compositor import Compositor
+from .refine import Refiner
+from .config import Config
+from .errors import VcamError
+from .frames import Composite, Frame, Matte
+from .mailbox import Closed, Mailbox
+from .matting import Matter, create as create_matter
+from .output import OutputStage, RecordSink, Sink, VirtualCamSink, NullSink, PreviewSink
+from .stats import CpuMeter, Timings, peak_rss_mb
+
+log = logging.getLogger(__name__)
+
+MAX_CONSECUTIVE_MATTING_ERRORS = 30
+
+
+class _Worker:
+    """A stage thread: ``_loop_once`` until stopped; exceptions go to ``on_error``."""
+
+    thread_name = "vcam-worker"
+
+    def __init__(self, on_error: Callable[[BaseException], None] | None = None):
+        self.on_error = on_error
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 1.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self):
+        try:
+            while not self._stop.is_set():
+                if not self._loop_once():
+                    break
+        except BaseException as e:
+            if self.on_error:
+                self.on_error(e)
+            else:
+                raise
+        finally:
+            self._finish()
+
+    def _loop_once(self) -> bool:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        pass
+
+
+class MattingStage(_Worker):
+    """Model inference plus temporal smoothing. ``process(frame)`` is the unit of work."""
+
+    thread_name = "vcam-matting"
+
+    def __init__(self, matter: Matter, smoother: smoothing.Smoother, refiner: Refiner | None = None,
+                 inbox: Mailbox | None = None, outbox: Mailbox | None = None, *, max_hz: float = 0.0, on_error=None):
+        super().__init__(on_error)
+        self.matter, self.smoother, self.refiner = matter, smoother, refiner
+        self.inbox, self.outbox = inbox, outbox
+        self.min_period = 1.0 / max_hz if max_hz > 0 else 0.0
+        self.timings = Timings()
+        self.count = 0
+        self.errors = 0
+        self._consecutive = 0
+        self._size = None
+        self.t_first: float | None = None
+
+    def process(self, frame: Frame) -> Matte:
+        size = frame.size
+        if size != self._size:
+            self.matter.reset()
+            self.smoother.reset()
+            self._size = size
+        t0 = time.perf_counter()
+        alpha = self.smoother(self.matter.infer(frame.image))  # [h, w] f32
+        # Fit the refinement once per matte, against the frame it came from (cheap at
+        # matte resolution); the compositor only applies it at 30 fps.
+        coef = self.refiner.coefficients(frame.image, alpha) if self.refiner is not None else None
+        self.timings.add((time.perf_counter() - t0) * 1e3)
+        self.count += 1
+        return Matte(alpha=alpha, seq=frame.seq, t_capture=frame.t_capture, source_size=size, coef=coef)
+
+    def _loop_once(self) -> bool:
+        try:
+            frame = self.inbox.take(timeout=0.1)
+        except Closed:
+            return False
+        if frame is None:
+            return True
+        t0 = time.monotonic()
+        if self.t_first is None:
+            self.t_first = t0
+        try:
+            matte = self.process(frame)
+            self._consecutive = 0
+        except VcamError:
+            raise
+        except Exception as e:
+            # Fail closed: publish a "no matte" so the compositor blurs everything,
+            # log once per run of failures, and escalate if it never recovers.
+            self.errors += 1
+            self._consecutive += 1
+            if self._consecutive == 1:
+                log.error("matting failed (%s: %s); output is fully blurred until it recovers", type(e).__name__, e)
+            if self._consecutive >= MAX_CONSECUTIVE_MATTING_ERRORS:
+                raise
+            matte = Matte(alpha=None, seq=frame.seq, t_capture=frame.t_capture, source_size=frame.size)
+        self.outbox.put(matte)
+        if self.min_period:
+            rest = self.min_period - (time.monotonic() - t0)
+            if rest > 0:
+                self._stop.wait(rest)
+        return True
+
+    def _finish(self):
+        if self.outbox is not None:
+            self.outbox.close()
+
+
+class CompositeStage(_Worker):
+    """Refine + blend each frame with the newest matte."""
+
+    thread_name = "vcam-compositor"
+
+    def __init__(self, compositor: Compositor, inbox: Mailbox | None = None, mattes: Mailbox | None = None,
+                 outbox: Mailbox | None = None, *, keep_alpha: bool = False, on_error=None):
+        super().__init__(on_error)
+        self.compositor = compositor
+        self.inbox, self.mattes, self.outbox = inbox, mattes, outbox
+        self.keep_alpha = keep_alpha
+        self.timings = Timings()
+        self.count = 0
+        self.matte_age = Timings()  # frames between the matte's frame and the composited frame
+
+    def process(self, frame: Frame, matte: Matte | None) -> Composite:
+        t0 = time.perf_counter()
+        comp = self.compositor.render(frame, matte, keep_alpha=self.keep_alpha)
+        self.timings.add((time.perf_counter() - t0) * 1e3)
+        self.count += 1
+        if matte is not None:
+            self.matte_age.add(frame.seq - matte.seq)
+        return comp
+
+    def _loop_once(self) -> bool:
+        try:
+            frame = self.inbox.take(timeout=0.1)
+        except Closed:
+            return False
+        if frame is None:
+            return True
+        self.outbox.put(self.process(frame, self.mattes.peek()))
+        return True
+
+    def _finish(self):
+        if self.outbox is not None:
+            self.outbox.close()
+
+
+@dataclass
+class Parts:
+    """Everything a pipeline is built from; tests and ``vcam process`` build these directly."""
+
+    source: Source
+    matter: Matter
+    smoother: smoothing.Smoother
+    compositor: Compositor
+    sinks: list[Sink]
+
+
+def build_sinks(cfg: Config, width: int, height: int, fps: float) -> list[Sink]:
+    sinks: list[Sink] = []
+    try:
+        if cfg.output.virtualcam:
+            sinks.append(VirtualCamSink(width, height, fps, device=cfg.output.device, backend=cfg.output.backend))
+        if cfg.output.record:
+            sinks.append(RecordSink(cfg.output.record, width, height, fps))
+        if cfg.output.preview:
+            sinks.append(PreviewSink())
+    except BaseException:
+        for s in sinks:
+            s.close()
+        raise
+    if not sinks:
+        sinks.append(NullSink())
+    return sinks
+
+
+def build_parts(cfg: Config, *, sinks: list[Sink] | None = None, source: Source | None = None) -> Parts:
+    """Open the source, load the model, prepare the compositor and open the sinks, in that order,
+    closing whatever was opened if a later step fails."""
+    c = cfg.capture
+    opened: list = []
+    try:
+        # The compositor first: a bad background fails before the camera is touched.
+        compositor = Compositor(cfg.compositor, cfg.refine)
+        if source is None:
+            source = open_source(c.source, width=c.width, height=c.height, fps=c.fps)
+        opened.append(source)
+        matter = create_matter(cfg.matting)
+        opened.append(matter)
+        if sinks is None:
+            sinks = build_sinks(cfg, c.width, c.height, c.fps)
+        return Parts(source, matter, smoothing.create(cfg.smoothing), compositor, sinks)
+    except BaseException:
+        for o in reversed(opened):
+            o.close()
+        raise
+
+
+class Pipeline:
+    """The live pipeline. ``run()`` blocks until ``seconds`` pass, the source ends,
+    :meth:`request_stop` is called (signal handlers do this), or a stage fails."""
+
+    def __init__(self, cfg: Config, parts: Parts, *, live_size: bool = True, keep_alpha: bool = False):
+        self.cfg = cfg
+        self.parts = parts
+        c = cfg.capture
+        self.fps = c.fps
+        self.m_frames = Mailbox("capture→matting")
+        self.c_frames = Mailbox("capture→compositor")
+        self.mattes = Mailbox("matting→compositor")
+        self.comps = Mailbox("compositor→output")
+        self._errors: list[BaseException] = []
+        self._stop = threading.Event()
+        size = (c.width, c.height) if live_size else None
+        self.capture = CaptureStage(parts.source, [self.m_frames, self.c_frames], loop=c.loop,
+                                    size=size, on_error=self._fail)
+        self.matting = MattingStage(parts.matter, parts.smoother, parts.compositor.refiner, self.m_frames, self.mattes,
+                                    max_hz=cfg.matting.max_hz, on_error=self._fail)
+        self.compositing = CompositeStage(parts.compositor, self.c_frames, self.mattes, self.comps,
+                                          keep_alpha=keep_alpha, on_error=self._fail)
+        self.output = OutputStage(self.comps, parts.sinks, c.fps, on_error=self._fail)
+        self.cpu = CpuMeter()
+        self.t_start = 0.0
+        self.t_end = 0.0
+
+    def _fail(self, e: BaseException) -> None:
+        self._errors.append(e)
+        self._stop.set()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def run(self, seconds: float = 0.0, *, on_tick: Callable[["Pipeline"], None] | None = None) -> dict:
+        self.cpu.start()
+        self.t_start = time.monotonic()
+        stages = [self.output, self.compositing, self.matting, self.capture]
+        try:
+            for s in stages:
+                s.start()
+            deadline = self.t_start + seconds if seconds > 0 else None
+            while not self._stop.is_set():
+                # Short waits keep the main thread responsive to Ctrl-C and SIGTERM.
+                self._stop.wait(0.1)
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                if not self.output._thread.is_alive():
+                    break  # the source ended and everything drained
+                if on_tick:
+                    on_tick(self)
+        finally:
+            self.t_end = time.monotonic()
+            self.close()
+        if self._errors:
+            raise self._errors[0]
+        return self.stats()
+
+    def close(self) -> None:
+        """Stop every stage (idempotent); each join is bounded so the whole stop stays under 2 s."""
+        self._stop.set()
+        for box in (self.m_frames, self.c_frames, self.mattes, self.comps):
+            box.close()
+        for s in (self.capture, self.matting, self.compositing, self.output):
+            s.stop(timeout=0.4)
+        for sink in self.parts.sinks:
+            try:
+                sink.close()
+            except Exception as e:  # closing must not hide the real error
+                log.warning("closing %s failed: %s", sink.kind, e)
+        self.parts.source.close()
+        self.parts.matter.close()
+
+    def stats(self) -> dict:
+        o = self.output
+        out_wall = (o.t_last - o.t_first) if o.t_first and o.t_last and o.t_last > o.t_first else 0.0
+        m = self.matting
+        m_wall = (self.t_end - m.t_first) if m.t_first else 0.0
+        return {
+            "output_fps": round((o.sent - 1) / out_wall, 2) if out_wall else 0.0,
+            "new_frames_fps": round((o.new - 1) / out_wall, 2) if out_wall else 0.0,
+            "matting_hz": round(m.count / m_wall, 2) if m_wall else 0.0,
+            "latency_ms": o.latency.summary(),
+            "frames": {"captured": self.capture.frames, "matted": m.count, "composited": self.compositing.count,
+                       "sent": o.sent, "repeated": o.repeats, "matting_errors": m.errors},
+            "dropped": {"capture→matting": self.m_frames.drops, "capture→compositor": self.c_frames.drops,
+                        "compositor→output": self.comps.drops},
+            "stage_ms": {"capture": self.capture.timings.summary(), "matting": m.timings.summary(),
+                         "compositor": self.compositing.timings.summary(), "output": o.send_ms.summary()},
+            "matte_age_frames": self.compositing.matte_age.summary(),
+            "cpu_cores": self.cpu.cores(),
+            "peak_rss_mb": peak_rss_mb(),
+            "seconds": round(self.t_end - self.t_start, 2),
+            "size": [self.cfg.capture.width, self.cfg.capture.height],
+            "fps_target": self.fps,
+            "model": self.cfg.matting.model,
+            "input_size": self.cfg.matting.input_size,
+        }
+
+
+def run_lockstep(parts: Parts, *, keep_alpha: bool = False, on_composite: Callable[[Composite, Frame], None] | None = None,
+                 progress: Callable[[int], None] | None = None) -> dict:
+    """Offline mode: every frame through the same matting and compositor stages, in order, none dropped."""
+    matting = MattingStage(parts.matter, parts.smoother, parts.compositor.refiner)
+    compositing = CompositeStage(parts.compositor, keep_alpha=keep_alpha)
+    cpu = CpuMeter().start()
+    t0 = time.monotonic()
+    seq = 0
+    try:
+        while True:
+            img = parts.source.read()
+            if img is None:
+                break
+            frame = Frame(img, seq, time.monotonic())
+            comp = compositing.process(frame, matting.process(frame))
+            for s in parts.sinks:
+                s.send(comp.image)
+            if on_composite:
+                on_composite(comp, frame)
+            seq += 1
+            if progress:
+                progress(seq)
+    finally:
+        for s in parts.sinks:
+            s.close()
+        parts.source.close()
+        parts.matter.close()
+    wall = time.monotonic() - t0
+    return {"frames": seq, "seconds": round(wall, 2), "fps": round(seq / wall, 2) if wall else 0.0,
+            "stage_ms": {"matting": matting.timings.summary(), "compositor": compositing.timings.summary()},
+            "cpu_cores": cpu.cores(), "peak_rss_mb": peak_rss_mb()}
