@@ -40,7 +40,7 @@ def test_modnet_separates_person_from_background(modnet, t, size):
 
 def test_modnet_input_is_multiple_of_32(modnet):
     h, w = modnet.input_shape(1280, 720)
-    assert h % 32 == 0 and w % 32 == 0 and h == 256
+    assert h % 32 == 0 and w % 32 == 0 and h == 224
     m = modnet.infer(sample.render(0, 1280, 720))
     assert m.dtype == np.float32 and m.shape == (h, w) and 0 <= m.min() and m.max() <= 1
 

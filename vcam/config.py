@@ -38,10 +38,12 @@ class CaptureConfig:
 class MattingConfig:
     model: str = _f("modnet", doc="matting model (see `vcam models list`)")
     model_path: str = _f("", doc="local path or URL of the model file instead of the registry wheel")
-    input_size: int = _f(256, lo=64, hi=2048, doc="short side the model sees, rounded to a multiple of 32")
-    threads: int = _f(2, lo=0, hi=256, doc="onnxruntime intra-op threads (0: onnxruntime decides)")
+    input_size: int = _f(224, lo=64, hi=2048, doc="short side the model sees, rounded to a multiple of 32")
+    threads: int = _f(1, lo=0, hi=256, doc="onnxruntime intra-op threads (0: onnxruntime decides)")
     providers: str = _f("auto", doc="onnxruntime execution providers, comma-separated, or 'auto' (TensorRT, CUDA, then CPU)")
     max_hz: float = _f(0.0, lo=0, hi=1000, doc="cap on the matting rate (0: as fast as it goes)")
+    workers: int = _f(2, lo=1, hi=8, doc="parallel inferences for stateless models (use with threads: 1)")
+    spin: bool = _f(False, doc="let onnxruntime threads spin between ops (faster model, more CPU burnt)")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -207,6 +207,10 @@ class OutputStage:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def _pacer(self):
         for s in self.sinks:
             if isinstance(s, VirtualCamSink):

@@ -34,24 +34,30 @@ MAX_CONSECUTIVE_MATTING_ERRORS = 30
 
 
 class _Worker:
-    """A stage thread: ``_loop_once`` until stopped; exceptions go to ``on_error``."""
+    """A stage run by ``workers`` threads: ``_loop_once`` until stopped; exceptions go to ``on_error``."""
 
     thread_name = "vcam-worker"
 
-    def __init__(self, on_error: Callable[[BaseException], None] | None = None):
+    def __init__(self, on_error: Callable[[BaseException], None] | None = None, workers: int = 1):
         self.on_error = on_error
+        self.workers = max(1, int(workers))
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._alive = 0
+        self._alive_lock = threading.Lock()
 
     def start(self):
-        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
-        self._thread.start()
+        self._alive = self.workers
+        self._threads = [threading.Thread(target=self._run, name=f"{self.thread_name}-{i}" if self.workers > 1
+                                          else self.thread_name, daemon=True) for i in range(self.workers)]
+        for t in self._threads:
+            t.start()
         return self
 
     def stop(self, timeout: float = 1.0) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        for t in self._threads:
+            t.join(timeout)
 
     def _run(self):
         try:
@@ -64,7 +70,11 @@ class _Worker:
             else:
                 raise
         finally:
-            self._finish()
+            with self._alive_lock:
+                self._alive -= 1
+                last = self._alive == 0
+            if last:
+                self._finish()
 
     def _loop_once(self) -> bool:
         raise NotImplementedError
@@ -79,9 +89,14 @@ class MattingStage(_Worker):
     thread_name = "vcam-matting"
 
     def __init__(self, matter: Matter, smoother: smoothing.Smoother, refiner: Refiner | None = None,
-                 inbox: Mailbox | None = None, outbox: Mailbox | None = None, *, max_hz: float = 0.0, on_error=None):
-        super().__init__(on_error)
+                 inbox: Mailbox | None = None, outbox: Mailbox | None = None, *, max_hz: float = 0.0,
+                 workers: int = 1, on_error=None):
+        # Several workers only for stateless models: a recurrent model needs its frames in order.
+        super().__init__(on_error, workers if getattr(matter, "stateless", False) else 1)
         self.matter, self.smoother, self.refiner = matter, smoother, refiner
+        self._lock = threading.Lock()  # smoother state and counters, when workers > 1
+        self._last_seq = -1
+        self.stale = 0  # results that finished after a newer one (workers > 1), dropped
         self.inbox, self.outbox = inbox, outbox
         self.min_period = 1.0 / max_hz if max_hz > 0 else 0.0
         self.timings = Timings()
@@ -91,16 +106,24 @@ class MattingStage(_Worker):
         self._size = None
         self.t_first: float | None = None
 
-    def process(self, frame: Frame) -> Matte:
+    def process(self, frame: Frame) -> Matte | None:
+        """Matte for ``frame``; ``None`` if a newer frame's matte was published meanwhile."""
         size = frame.size
-        if size != self._size:
-            self.matter.reset()
-            self.smoother.reset()
-            self._size = size
+        with self._lock:
+            if size != self._size:
+                self.matter.reset()
+                self.smoother.reset()
+                self._size = size
         t0 = time.perf_counter()
-        alpha = self.smoother(self.matter.infer(frame.image))  # [h, w] f32
+        raw = self.matter.infer(frame.image)  # [h, w] f32; outside the lock, workers run in parallel
+        with self._lock:
+            if frame.seq <= self._last_seq:
+                self.stale += 1
+                return None
+            self._last_seq = frame.seq
+            alpha = self.smoother(raw)
         # Fit the refinement once per matte, against the frame it came from (cheap at
-        # matte resolution); the compositor only applies it at 30 fps.
+        # matte resolution); the compositor only applies it at the full frame rate.
         coef = self.refiner.coefficients(frame.image, alpha) if self.refiner is not None else None
         self.timings.add((time.perf_counter() - t0) * 1e3)
         self.count += 1
@@ -119,6 +142,8 @@ class MattingStage(_Worker):
         try:
             matte = self.process(frame)
             self._consecutive = 0
+            if matte is None:
+                return True
         except VcamError:
             raise
         except Exception as e:
@@ -252,7 +277,7 @@ class Pipeline:
         self.capture = CaptureStage(parts.source, [self.m_frames, self.c_frames], loop=c.loop,
                                     size=size, on_error=self._fail)
         self.matting = MattingStage(parts.matter, parts.smoother, parts.compositor.refiner, self.m_frames, self.mattes,
-                                    max_hz=cfg.matting.max_hz, on_error=self._fail)
+                                    max_hz=cfg.matting.max_hz, workers=cfg.matting.workers, on_error=self._fail)
         self.compositing = CompositeStage(parts.compositor, self.c_frames, self.mattes, self.comps,
                                           keep_alpha=keep_alpha, on_error=self._fail)
         self.output = OutputStage(self.comps, parts.sinks, c.fps, on_error=self._fail)
@@ -268,6 +293,11 @@ class Pipeline:
         self._stop.set()
 
     def run(self, seconds: float = 0.0, *, on_tick: Callable[["Pipeline"], None] | None = None) -> dict:
+        # OpenCV's own worker pool would fight onnxruntime's threads for the same
+        # cores; each stage is already its own thread, so OpenCV runs serially in it.
+        import cv2
+
+        cv2.setNumThreads(1)
         self.cpu.start()
         self.t_start = time.monotonic()
         stages = [self.output, self.compositing, self.matting, self.capture]
@@ -280,7 +310,7 @@ class Pipeline:
                 self._stop.wait(0.1)
                 if deadline is not None and time.monotonic() >= deadline:
                     break
-                if not self.output._thread.is_alive():
+                if not self.output.alive:
                     break  # the source ended and everything drained
                 if on_tick:
                     on_tick(self)
@@ -318,7 +348,7 @@ class Pipeline:
             "latency_ms": o.latency.summary(),
             "frames": {"captured": self.capture.frames, "matted": m.count, "composited": self.compositing.count,
                        "sent": o.sent, "repeated": o.repeats, "matting_errors": m.errors},
-            "dropped": {"capture→matting": self.m_frames.drops, "capture→compositor": self.c_frames.drops,
+            "dropped": {"matting stale": m.stale, "capture→matting": self.m_frames.drops, "capture→compositor": self.c_frames.drops,
                         "compositor→output": self.comps.drops},
             "stage_ms": {"capture": self.capture.timings.summary(), "matting": m.timings.summary(),
                          "compositor": self.compositing.timings.summary(), "output": o.send_ms.summary()},

@@ -29,6 +29,7 @@ def register(name: str) -> Callable[[type["Matter"]], type["Matter"]]:
 class Matter(abc.ABC):
     name: str = "?"
     licence: str = "?"
+    stateless: bool = True  # infer() may run on several threads at once (False: recurrent)
 
     @abc.abstractmethod
     def infer(self, bgr: np.ndarray) -> np.ndarray:

@@ -1,6 +1,8 @@
 """MODNet (Apache-2.0): photographic portrait matting, the default model."""
 from __future__ import annotations
 
+import threading
+
 import cv2
 import numpy as np
 
@@ -17,29 +19,28 @@ class ModnetMatter(Matter):
     def __init__(self, cfg):
         self.cfg = cfg
         path = weights.resolve(self.name, cfg.model_path)
-        self.session = make_session(path, providers=cfg.providers, threads=cfg.threads, name=self.name)
+        self.session = make_session(path, providers=cfg.providers, threads=cfg.threads, spin=cfg.spin, name=self.name)
         self.input_name = self.session.get_inputs()[0].name
-        self._key = None
-        self._small = None  # [h, w, 3] uint8, reused
-        self._blob = None  # [1, 3, h, w] float32, reused (ORT copies it in)
+        self._local = threading.local()  # per-thread input buffers: infer() may run on several threads
 
     def input_shape(self, width: int, height: int) -> tuple[int, int]:
         return model_input_shape(width, height, self.cfg.input_size, self.multiple)
 
     def _prepare(self, bgr: np.ndarray) -> np.ndarray:
         H, W = bgr.shape[:2]
-        if self._key != (H, W):
+        buf = self._local
+        if getattr(buf, "key", None) != (H, W):
             h, w = self.input_shape(W, H)
-            self._small = np.empty((h, w, 3), np.uint8)
-            self._blob = np.empty((1, 3, h, w), np.float32)
-            self._key = (H, W)
-        h, w = self._small.shape[:2]
-        cv2.resize(bgr, (w, h), dst=self._small, interpolation=cv2.INTER_AREA)
+            buf.small = np.empty((h, w, 3), np.uint8)  # [h, w, 3] u8, reused
+            buf.blob = np.empty((1, 3, h, w), np.float32)  # [1, 3, h, w] f32, reused (ORT copies it in)
+            buf.key = (H, W)
+        h, w = buf.small.shape[:2]
+        cv2.resize(bgr, (w, h), dst=buf.small, interpolation=cv2.INTER_AREA)
         # BGR -> RGB planes, scaled to [-1, 1]
         for c in range(3):
-            np.multiply(self._small[:, :, 2 - c], 1 / 127.5, out=self._blob[0, c], casting="unsafe")
-        self._blob -= 1.0
-        return self._blob
+            np.multiply(buf.small[:, :, 2 - c], 1 / 127.5, out=buf.blob[0, c], casting="unsafe")
+        buf.blob -= 1.0
+        return buf.blob
 
     def infer(self, bgr: np.ndarray) -> np.ndarray:
         out = self.session.run(None, {self.input_name: self._prepare(bgr)})[0]

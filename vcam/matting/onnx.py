@@ -44,7 +44,7 @@ def pick_providers(setting: str) -> list:
     return out
 
 
-def make_session(path: Path, *, providers: str = "auto", threads: int = 2, name: str = "model"):
+def make_session(path: Path, *, providers: str = "auto", threads: int = 2, spin: bool = False, name: str = "model"):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -53,6 +53,9 @@ def make_session(path: Path, *, providers: str = "auto", threads: int = 2, name:
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3
+    # Spinning threads wait for work at 100% CPU; in a pipeline that shares two
+    # cores with capture and compositing they steal the cycles the other stages need.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     try:
         sess = ort.InferenceSession(str(path), so, providers=pick_providers(providers))
     except ModelError:

@@ -12,11 +12,12 @@ from .onnx import make_session
 @register("rvm")
 class RvmMatter(Matter):
     licence = "GPL-3.0"
+    stateless = False
 
     def __init__(self, cfg):
         self.cfg = cfg
         path = weights.resolve(self.name, cfg.model_path)
-        self.session = make_session(path, providers=cfg.providers, threads=cfg.threads, name=self.name)
+        self.session = make_session(path, providers=cfg.providers, threads=cfg.threads, spin=cfg.spin, name=self.name)
         self._key = None
         self.reset()
         # The last foreground estimate ([h, w, 3] float32 RGB), for colour decontamination.

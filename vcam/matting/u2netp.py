@@ -19,7 +19,7 @@ class U2netpMatter(Matter):
 
     def __init__(self, cfg):
         path = weights.resolve(self.name, cfg.model_path)
-        self.session = make_session(path, providers=cfg.providers, threads=cfg.threads, name=self.name)
+        self.session = make_session(path, providers=cfg.providers, threads=cfg.threads, spin=cfg.spin, name=self.name)
         self.input_name = self.session.get_inputs()[0].name
 
     def infer(self, bgr: np.ndarray) -> np.ndarray:
