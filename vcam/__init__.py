@@ -2,6 +2,13 @@
 
 The live pipeline is capture → matting → temporal smoothing → refinement and
 compositing → output, each stage in its own thread (see ``docs/architecture.md``).
+
+Python API for stills (see :mod:`vcam.still` for the accepted and returned types)::
+
+    import vcam
+    cutout = vcam.remove(pil_image)                      # RGBA PIL image
+    session = vcam.new_session("modnet")                 # reuse the model for a batch
+    mask = vcam.remove(numpy_rgb, only_mask=True, session=session)
 """
 from __future__ import annotations
 
@@ -9,4 +16,13 @@ __version__ = "0.1.0"
 
 from .errors import VcamError  # noqa: E402
 
-__all__ = ["VcamError", "__version__"]
+__all__ = ["VcamError", "__version__", "remove", "new_session", "Session"]
+
+
+def __getattr__(name):
+    # The API pulls in OpenCV, onnxruntime and numba: import it on first use only.
+    if name in ("remove", "new_session", "Session", "AlphaMatting"):
+        from . import still
+
+        return getattr(still, name)
+    raise AttributeError(f"module 'vcam' has no attribute {name!r}")

@@ -104,7 +104,8 @@ class Blur:
         self._key = (W, H, self.strength)
 
     def __call__(self, frame: np.ndarray, matte: np.ndarray | None, out: np.ndarray) -> np.ndarray:
-        """``frame`` ``[H, W, 3] u8`` → blurred ``out``; ``matte`` ``[h, w] f32`` or ``None`` (plain blur)."""
+        """``frame`` ``[H, W, 3] u8`` → blurred ``out``; ``matte``: ``[h, w] f32`` in [0, 1] or
+        ``[h, w] u8`` in [0, 255], any resolution, or ``None`` (plain blur)."""
         H, W = frame.shape[:2]
         if self._key != (W, H, self.strength):
             self._setup(W, H)
@@ -116,6 +117,7 @@ class Blur:
             # Weight each pixel by how much it is background, blur, and renormalise:
             # person colours get zero weight and cannot halo into the background.
             wgt = cv2.resize(matte, (w, h), interpolation=cv2.INTER_AREA)
+            wgt = wgt.astype(np.float32) * np.float32(1 / 255) if wgt.dtype == np.uint8 else wgt
             np.subtract(1.0, wgt, out=wgt)
             wgt = np.maximum(wgt, 1e-3, out=wgt)  # keep a trace of everything: no holes
             num = cv2.GaussianBlur(self._small.astype(np.float32) * wgt[..., None], (0, 0), self.sigma,

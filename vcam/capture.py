@@ -122,6 +122,7 @@ class VideoFileSource(Source):
         self.fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
         n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         self.frame_count = n if n > 0 else None
+        self._first = None
         self._first = self.read()
         if self._first is None:
             cap.release()
@@ -135,6 +136,7 @@ class VideoFileSource(Source):
         return img if ok else None
 
     def rewind(self):
+        self._first = None
         self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
         return True
 

@@ -16,7 +16,7 @@ from .errors import ConfigError, VcamError
 
 log = logging.getLogger("vcam")
 
-SUBCOMMANDS = ("run", "process", "demo", "models")
+SUBCOMMANDS = ("run", "process", "demo", "models", "remove")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -67,16 +67,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("process", help="process a video file or a folder of frames offline, no frame dropped")
     pr.add_argument("input", help="video file or folder of frames")
-    pr.add_argument("-o", "--output", metavar="OUT.mp4", help="composited video to write")
+    pr.add_argument("-o", "--output", metavar="OUT", help="video to write (.mp4, .mkv, .webm, .mov), or a folder with --transparent")
     pr.add_argument("--alpha-out", metavar="DIR", help="write one 8-bit alpha PNG per frame: 00000.png, ...")
     pr.add_argument("--fps", type=float, help="frame rate for a folder of frames (default 30)")
     pr.add_argument("--stats-json", metavar="PATH", help="write run statistics as JSON")
+    pr.add_argument("--transparent", action="store_true",
+                    help="write the cutout with alpha: .webm (VP9), .mov (ProRes 4444) or a folder of RGBA PNGs")
+    pr.add_argument("--keep-partial", action="store_true", help="keep what was written if processing fails")
     _common_effects(pr)
 
     d = sub.add_parser("demo", help="run the whole pipeline on the built-in sample; no camera or display needed")
     d.add_argument("--out-dir", default=".", help="where to write vcam-demo.mp4 and vcam-demo.png")
     d.add_argument("--seconds", type=float, default=6.0, help="length of the demo (default 6)")
     _common_effects(d)
+
+    rm = sub.add_parser("remove", help="remove the background from images, folders or globs (like rembg)")
+    rm.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, folder, glob, or - for stdin to stdout")
+    rm.add_argument("-o", "--output", metavar="OUT", help="output file (one input) or folder (default: beside each input, *-nobg.png)")
+    rm.add_argument("--only-mask", action="store_true", help="write the 8-bit alpha mask as PNG, same stem")
+    rm.add_argument("--format", choices=("png", "webp", "jpg"), help="output format (default png; jpg needs --bgcolor)")
+    rm.add_argument("--bgcolor", metavar="COLOR", help="flatten onto a colour: #rrggbb, r,g,b or a name")
+    rm.add_argument("--alpha-matting", action="store_true", help="refine edges with closed-form matting (pymatting)")
+    rm.add_argument("-af", "--alpha-matting-foreground-threshold", type=int, default=240, metavar="N")
+    rm.add_argument("-ab", "--alpha-matting-background-threshold", type=int, default=10, metavar="N")
+    rm.add_argument("-ae", "--alpha-matting-erode-size", type=int, default=10, metavar="N")
+    rm.add_argument("--post-process", action="store_true", help="drop small islands away from the subject")
+    rm.add_argument("--workers", type=int, default=0, metavar="N", help="parallel workers for folders (default: all cores)")
+    rm.add_argument("--skip-existing", action="store_true", help="skip inputs whose output already exists")
+    _common_effects(rm)
 
     mo = sub.add_parser("models", help="list or fetch models")
     msub = mo.add_subparsers(dest="models_cmd")
@@ -179,7 +197,8 @@ def cmd_process(cfg: config_mod.Config, a: argparse.Namespace) -> int:
 
     if not a.output and not a.alpha_out:
         raise ConfigError("nothing to write: give -o OUT.mp4 and/or --alpha-out DIR")
-    stats = process_video(cfg, a.input, output=a.output, alpha_out=a.alpha_out, fps=a.fps)
+    stats = process_video(cfg, a.input, output=a.output, alpha_out=a.alpha_out, fps=a.fps,
+                          transparent=a.transparent, keep_partial=a.keep_partial)
     log.info("processed %d frames in %.1f s (%.1f fps)", stats["frames"], stats["seconds"], stats["fps"])
     if cfg.run.stats_json:
         _write_json(cfg.run.stats_json, stats)
@@ -212,6 +231,12 @@ def cmd_models(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_remove(cfg: config_mod.Config, a: argparse.Namespace) -> int:
+    from .batch import remove_cli
+
+    return remove_cli(cfg, a)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help", "--version")):
@@ -237,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_process(cfg, a)
         if a.command == "demo":
             return cmd_demo(cfg, a)
+        if a.command == "remove":
+            return cmd_remove(cfg, a)
         return cmd_run(cfg)
     except VcamError as e:
         print(f"vcam: error: {e}", file=sys.stderr)

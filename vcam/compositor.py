@@ -72,6 +72,29 @@ class Compositor:
             self._bg = np.empty((H, W, 3), np.uint8)  # private scratch, never handed on
             self._gray = np.empty((H, W), np.uint8)
 
+    def compose(self, img: np.ndarray, alpha: np.ndarray, out: np.ndarray | None = None, *,
+                fg: np.ndarray | None = None, weight: np.ndarray | None = None) -> np.ndarray:
+        """Blend ``fg`` (default ``img``) over this mode's background with a full-resolution alpha.
+
+        ``img``: ``[H, W, 3] u8`` BGR, the frame the background blur is made from; ``alpha``:
+        ``[H, W] u8``; ``weight``: the matte that keeps the person out of the blur (any
+        resolution; default ``alpha``).
+        """
+        H, W = img.shape[:2]
+        self._buffers(H, W)
+        out = np.empty_like(img) if out is None else out
+        fg = img if fg is None else fg
+        if self.cfg.mode == "color":
+            return kernels.blend_color(out, fg, self.color, alpha)
+        if self.cfg.mode == "blur":
+            bg = self.blur(img, alpha if weight is None else weight, self._bg)
+        elif self.cfg.mode == "replace":
+            bg = self.background.at(W, H)
+        else:  # none
+            np.copyto(out, img)
+            return out
+        return kernels.blend(out, fg, bg, alpha)
+
     def render(self, frame: Frame, matte: Matte | None, *, keep_alpha: bool = False) -> Composite:
         """Composite ``frame`` with ``matte`` (``None``: no matte yet → fail closed)."""
         img = frame.image  # [H, W, 3] u8 BGR
@@ -90,11 +113,8 @@ class Compositor:
             np.copyto(out, img)
         elif not have_matte:
             self.fail_blur(img, None, out)  # fail closed: never the raw room
-        elif cfg.mode == "color":
-            kernels.blend_color(out, img, self.color, alpha)
         else:
-            bg = self.blur(img, matte.alpha, self._bg) if cfg.mode == "blur" else self.background.at(W, H)
-            kernels.blend(out, img, bg, alpha)
+            self.compose(img, alpha, out, weight=matte.alpha)
         if cfg.mirror:
             cv2.flip(out, 1, dst=out)
             if keep_alpha:

@@ -1,0 +1,143 @@
+"""`vcam remove` and the Python API: each input kind, each output kind, bad files."""
+import io
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+import vcam
+from vcam import sample
+from vcam.cli import main
+
+from helpers import patch_mean
+
+PERSON = [(225, 110), (215, 210)]  # face, neck of the 512x512 portrait
+BACKGROUND = [(330, 40), (125, 30), (485, 40)]
+
+
+@pytest.fixture(scope="module")
+def portrait_rgb():
+    return np.ascontiguousarray(sample.portrait()[:, :, ::-1])  # [512, 512, 3] RGB
+
+
+@pytest.fixture(scope="module")
+def session(modnet_path):
+    return vcam.new_session("modnet")
+
+
+def _check_alpha(alpha):
+    assert alpha.shape == (512, 512) and alpha.dtype == np.uint8
+    for p in PERSON:
+        assert patch_mean(alpha, p) > 0.9 * 255
+    for p in BACKGROUND:
+        assert patch_mean(alpha, p) < 0.1 * 255
+
+
+def test_numpy_in_numpy_out(portrait_rgb, session):
+    out = vcam.remove(portrait_rgb, session=session)
+    assert isinstance(out, np.ndarray) and out.shape == (512, 512, 4)
+    _check_alpha(out[:, :, 3])
+    # Opaque pixels keep their colours (RGB order preserved).
+    face = PERSON[0]
+    assert np.abs(patch_mean(out[:, :, :3], face) - patch_mean(portrait_rgb, face)).max() < 3
+
+
+def test_pil_in_pil_out(portrait_rgb, session):
+    out = vcam.remove(Image.fromarray(portrait_rgb), session=session)
+    assert isinstance(out, Image.Image) and out.mode == "RGBA"
+    _check_alpha(np.asarray(out)[:, :, 3])
+    mask = vcam.remove(Image.fromarray(portrait_rgb), only_mask=True, session=session)
+    assert isinstance(mask, Image.Image) and mask.mode == "L"
+
+
+def test_bytes_in_png_bytes_out(portrait_rgb, session):
+    data = cv2.imencode(".jpg", portrait_rgb[:, :, ::-1])[1].tobytes()
+    out = vcam.remove(data, bgcolor=(0, 0, 255), session=session)
+    assert isinstance(out, bytes) and out[:8] == b"\x89PNG\r\n\x1a\n"
+    img = np.asarray(Image.open(io.BytesIO(out)))
+    assert img.shape == (512, 512, 3)
+    assert patch_mean(img, BACKGROUND[0])[2] > 230  # blue background, RGB
+
+
+def test_alpha_matting_and_post_process(portrait_rgb, session):
+    plain = vcam.remove(portrait_rgb, only_mask=True, session=session)
+    refined = vcam.remove(portrait_rgb, only_mask=True, alpha_matting=True, post_process=True, session=session)
+    _check_alpha(refined)
+    # Closed-form matting changes only the uncertain border, not the body.
+    assert 0 < np.mean(refined != plain) < 0.2
+
+
+def test_bad_api_input_types(session):
+    with pytest.raises(TypeError, match="expected uint8, got float32"):
+        vcam.remove(np.zeros((8, 8, 3), np.float32), session=session)
+    with pytest.raises(TypeError, match="PIL.Image, numpy.ndarray or bytes"):
+        vcam.remove("a path", session=session)
+    with pytest.raises(vcam.VcamError, match="not an image"):
+        vcam.remove(b"garbage", session=session)
+
+
+def _write_inputs(folder, portrait_rgb):
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.jpg"), portrait_rgb[:, :, ::-1])
+    cv2.imwrite(str(folder / "b.png"), portrait_rgb[::2, ::2, ::-1])
+    (folder / "zero.jpg").write_bytes(b"")
+    (folder / "text.png").write_text("not an image")
+    good = cv2.imencode(".jpg", portrait_rgb)[1].tobytes()
+    (folder / "trunc.jpg").write_bytes(good[: len(good) // 8])
+
+
+def test_remove_folder_goes_on_past_bad_files(tmp_path, portrait_rgb, capsys, modnet_path):
+    src = tmp_path / "in"
+    _write_inputs(src, portrait_rgb)
+    rc = main(["remove", str(src), "-o", str(tmp_path / "out"), "--workers", "2"])
+    err = capsys.readouterr().err
+    assert rc == 1  # some files failed
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
+    for name in ("zero.jpg", "text.png", "trunc.jpg"):
+        lines = [l for l in err.splitlines() if name in l]
+        assert len(lines) == 1, err
+    assert "2 written, 0 skipped, 3 failed" in err
+    a = cv2.imread(str(tmp_path / "out" / "a.png"), cv2.IMREAD_UNCHANGED)
+    assert a.shape == (512, 512, 4)
+    _check_alpha(a[:, :, 3])
+    # --skip-existing leaves them alone
+    rc = main(["remove", str(src / "a.jpg"), str(src / "b.png"), "-o", str(tmp_path / "out"), "--skip-existing"])
+    assert rc == 0 and "0 written, 2 skipped" in capsys.readouterr().err
+
+
+def test_remove_only_mask_glob_formats(tmp_path, portrait_rgb, capsys, modnet_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "p1.jpg"), portrait_rgb[:, :, ::-1])
+    cv2.imwrite(str(src / "p2.jpg"), portrait_rgb[:, ::-1, ::-1])
+    assert main(["remove", str(src / "*.jpg"), "--only-mask"]) == 0
+    m = cv2.imread(str(src / "p1-mask.png"), cv2.IMREAD_UNCHANGED)
+    assert m.ndim == 2
+    _check_alpha(m)
+    assert main(["remove", str(src / "p1.jpg"), "-o", str(tmp_path / "x.webp")]) == 0
+    assert cv2.imread(str(tmp_path / "x.webp"), cv2.IMREAD_UNCHANGED).shape == (512, 512, 4)
+    assert main(["remove", str(src / "p1.jpg"), "-o", str(tmp_path / "x.jpg")]) == 2
+    assert "JPEG has no transparency: add --bgcolor" in capsys.readouterr().err
+    assert main(["remove", str(src / "p1.jpg"), "-o", str(tmp_path / "x.jpg"), "--bgcolor", "white"]) == 0
+    j = cv2.imread(str(tmp_path / "x.jpg"))
+    assert patch_mean(j, BACKGROUND[0]).min() > 230
+    assert main(["remove", str(src / "p1.jpg"), "-o", str(src / "p1.jpg"), "--format", "jpg", "--bgcolor", "red"]) == 1
+    assert "refusing to overwrite an input" in capsys.readouterr().err
+
+
+def test_remove_stdin_to_stdout(portrait_rgb, modnet_path):
+    data = cv2.imencode(".png", portrait_rgb[:, :, ::-1])[1].tobytes()
+    r = subprocess.run([sys.executable, "-m", "vcam", "remove", "-", "--only-mask"], input=data,
+                       capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    _check_alpha(cv2.imdecode(np.frombuffer(r.stdout, np.uint8), cv2.IMREAD_UNCHANGED))
+
+
+def test_remove_missing_file_and_no_matches(tmp_path, capsys):
+    assert main(["remove", str(tmp_path / "nope.jpg")]) == 1
+    assert "no such file" in capsys.readouterr().err
+    assert main(["remove", str(tmp_path / "*.png")]) == 2
+    assert "no files match" in capsys.readouterr().err
