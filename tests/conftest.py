@@ -16,6 +16,10 @@ from helpers import RecordingBackend
 def _isolated_user_config(tmp_path_factory, monkeypatch):
     # Never read the developer's own ~/.config/vcam/config.yaml.
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
+    # ...nor talk to a vcam the developer is running.
+    run = tmp_path_factory.mktemp("xdg-run")
+    run.chmod(0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(run))
 
 
 @pytest.fixture(scope="session")

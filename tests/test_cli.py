@@ -27,7 +27,7 @@ def _one_line_error(err: str) -> str:
 
 @pytest.mark.parametrize("argv,needle", [
     (["--source", "/nope/clip.mp4", "--no-virtualcam"], "not found"),
-    (["--source", "sample", "--bg", "/nope/beach.jpg", "--no-virtualcam"], "background image /nope/beach.jpg not found"),
+    (["--source", "sample", "--bg", "/nope/beach.jpg", "--no-virtualcam"], "background /nope/beach.jpg not found"),
     (["--source", "/dev/video42", "--no-virtualcam"], "does not exist"),
     (["--source", "7", "--no-virtualcam"], "no camera at index 7"),
     (["--source", "sample", "--model", "nope", "--no-virtualcam"], "unknown model 'nope'"),

@@ -142,8 +142,10 @@ def test_sigterm_stops_within_two_seconds(tmp_path):
                           "--no-virtualcam", "--stats-json", str(tmp_path / "s.json")],
                          stderr=subprocess.PIPE, text=True, env=env)
     try:
-        line = p.stderr.readline()
-        assert "running" in line, line
+        lines = []
+        while not any("running" in line for line in lines) and len(lines) < 10:
+            lines.append(p.stderr.readline())
+        assert "running" in lines[-1], lines
         time.sleep(1.0)
         t0 = time.monotonic()
         p.send_signal(signal.SIGTERM)

@@ -67,6 +67,10 @@ def cover_fit(img: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.ascontiguousarray(big[y0:y0 + height, x0:x0 + width])
 
 
+VIDEO_EXTS = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".gif", ".m4v"}
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+
+
 class ImageBackground:
     """A still image, cover-fitted once per output size."""
 
@@ -79,6 +83,87 @@ class ImageBackground:
         if self._fitted is None or self._fitted.shape[:2] != (height, width):
             self._fitted = cover_fit(self.image, width, height)
         return self._fitted
+
+
+class VideoBackground:
+    """A looping video or GIF, played at its own frame rate whatever the output rate.
+
+    A new source frame is decoded and cover-fitted only when it is due; output frames
+    in between reuse the prepared one.
+    """
+
+    def __init__(self, path: str):
+        import time
+
+        self.path = path
+        self._clock = time.monotonic
+        self.cap = cv2.VideoCapture(str(path))
+        ok, first = self.cap.read() if self.cap.isOpened() else (False, None)
+        if not ok:
+            raise SourceError(f"cannot read background video {path}: not a video OpenCV/FFmpeg can decode")
+        self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 10.0
+        self._raw = first
+        self._t0 = self._clock()
+        self._index = 0
+        self._fitted = None
+        self._fitted_key = None
+
+    def _advance(self) -> None:
+        due = int((self._clock() - self._t0) * self.fps)
+        if due <= self._index:
+            return
+        while self._index < due:
+            ok, img = self.cap.read()
+            if not ok:  # loop
+                self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                self._t0 = self._clock()
+                self._index, due = 0, 0
+                ok, img = self.cap.read()
+                if not ok:
+                    return
+            else:
+                self._index += 1
+            self._raw = img
+        self._fitted_key = None
+
+    def at(self, width: int, height: int) -> np.ndarray:
+        self._advance()
+        key = (width, height, self._index)
+        if self._fitted_key != key:
+            self._fitted = cover_fit(self._raw, width, height)
+            self._fitted_key = key
+        return self._fitted
+
+
+def open_background(path: str):
+    """An image or a looping video/GIF background, by file type."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise SourceError(f"background {p} not found: check the path given to --bg")
+    if p.suffix.lower() in VIDEO_EXTS:
+        return VideoBackground(str(p))
+    return ImageBackground(str(p))
+
+
+def list_backgrounds(path: str) -> list[str]:
+    """The backgrounds a path offers: a folder's images and videos (sorted), or the one file."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        files = sorted(str(f) for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS)
+        if not files:
+            raise SourceError(f"background folder {p} has no images or videos")
+        return files
+    return [str(p)]
+
+
+def pause_card(width: int, height: int, text: str = "camera paused") -> np.ndarray:
+    """The privacy card shown while paused: ``[H, W, 3] uint8``."""
+    card = np.full((height, width, 3), 40, np.uint8)
+    scale = max(0.6, width / 900)
+    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
+    cv2.putText(card, text, ((width - tw) // 2, (height + th) // 2), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                (220, 220, 220), 2, cv2.LINE_AA)
+    return card
 
 
 class Blur:

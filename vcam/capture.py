@@ -224,8 +224,11 @@ class CaptureStage:
     """
 
     def __init__(self, source: Source, outboxes: list[Mailbox], *, loop: bool = True, fps: float | None = None,
-                 size: tuple[int, int] | None = None, on_error: Callable[[BaseException], None] | None = None):
+                 size: tuple[int, int] | None = None, on_error: Callable[[BaseException], None] | None = None,
+                 reopen: Callable[[], Source] | None = None):
         self.source = source
+        self.reopen = reopen
+        self._released = threading.Event()
         self.outboxes = outboxes
         self.loop = loop
         self.fps = fps or source.fps
@@ -246,6 +249,26 @@ class CaptureStage:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def set_released(self, released: bool) -> None:
+        """Release the real camera (its LED goes off) or take it back. Files and the sample
+        keep running: there is nothing to release."""
+        if self.reopen is None:
+            return
+        if released:
+            self._released.set()
+        else:
+            self._released.clear()
+
+    def _hold_released(self) -> None:
+        """While released: close the camera, idle, and reopen it when asked."""
+        log.info("camera released")
+        self.source.close()
+        while self._released.is_set() and not self._stop.wait(0.05):
+            pass
+        if not self._stop.is_set():
+            self.source = self.reopen()
+            log.info("camera reopened")
+
     def _prepare(self, img: np.ndarray) -> np.ndarray:
         if self.size and (img.shape[1], img.shape[0]) != self.size:
             img = cv2.resize(img, self.size, interpolation=cv2.INTER_AREA)
@@ -257,6 +280,9 @@ class CaptureStage:
             t_next = time.monotonic()
             seq = 0
             while not self._stop.is_set():
+                if self._released.is_set():
+                    self._hold_released()
+                    continue
                 if not self.source.paced_by_device:
                     delay = t_next - time.monotonic()
                     if delay > 0:

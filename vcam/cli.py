@@ -16,7 +16,7 @@ from .errors import ConfigError, VcamError
 
 log = logging.getLogger("vcam")
 
-SUBCOMMANDS = ("run", "process", "demo", "models", "remove")
+SUBCOMMANDS = ("run", "process", "demo", "models", "remove", "ctl")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-virtualcam", action="store_true", help="do not open the virtual camera")
     r.add_argument("--seconds", type=float, metavar="N", help="stop after N seconds (run.seconds)")
     r.add_argument("--stats-json", metavar="PATH", help="write run statistics as JSON on exit")
+    r.add_argument("--name", help="instance name for `vcam ctl --name` (control.name)")
     _common_effects(r)
 
     pr = sub.add_parser("process", help="process a video file or a folder of frames offline, no frame dropped")
@@ -95,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("--workers", type=int, default=0, metavar="N", help="parallel workers for folders (default: all cores)")
     rm.add_argument("--skip-existing", action="store_true", help="skip inputs whose output already exists")
     _common_effects(rm)
+
+    ct = sub.add_parser("ctl", help="control a running vcam: status, blur, mode, bg, mirror, pause, model, reload")
+    ct.add_argument("--name", default="default", help="which vcam (its control.name)")
+    ct.add_argument("words", nargs="+", metavar="COMMAND", help="e.g. status | blur toggle | bg next | mode color")
 
     mo = sub.add_parser("models", help="list or fetch models")
     msub = mo.add_subparsers(dest="models_cmd")
@@ -146,15 +151,29 @@ def flags_to_layer(a: argparse.Namespace) -> dict:
         layer["run"]["seconds"] = a.seconds
     if g("stats_json") is not None:
         layer["run"]["stats_json"] = a.stats_json
+    if g("name") is not None and a.command == "run":
+        layer["control"]["name"] = a.name
     if g("log_level") is not None:
         layer["run"]["log_level"] = a.log_level
     return {k: v for k, v in layer.items() if v}
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now (it may be replaced, e.g. under test capture)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
 def _setup_logging(level: str) -> None:
     root = logging.getLogger("vcam")
     root.handlers.clear()
-    h = logging.StreamHandler(sys.stderr)
+    h = _StderrHandler()
     h.setFormatter(logging.Formatter("vcam: %(message)s" if level != "debug" else "vcam: %(threadName)s %(name)s: %(message)s"))
     root.addHandler(h)
     root.setLevel(level.upper())
@@ -168,16 +187,39 @@ def _write_json(path: str, data: dict) -> None:
         raise ConfigError(f"cannot write stats to {path}: {e.strerror}") from None
 
 
-def cmd_run(cfg: config_mod.Config) -> int:
+def cmd_run(cfg: config_mod.Config, reload=None, watch: list | None = None) -> int:
+    from .control import ConfigWatcher, ControlServer, Controller, GlobalHotkeys, TerminalKeys, key_command
+    from .output import PreviewSink
     from .pipeline import Pipeline, build_parts
 
     parts = build_parts(cfg)
     pipe = Pipeline(cfg, parts)
     _install_signal_handlers(pipe.request_stop)
+    controller = Controller(pipe, cfg, reload=reload)
+    helpers = []
+    try:
+        if cfg.control.socket:
+            helpers.append(ControlServer(controller, cfg.control.name).start())
+        if cfg.control.watch_config and watch:
+            helpers.append(ConfigWatcher(controller, watch).start())
+        if cfg.control.hotkeys:
+            helpers += [h for h in (TerminalKeys(controller).start(), GlobalHotkeys(controller, cfg.control).start()) if h]
+            for sink in parts.sinks:
+                if isinstance(sink, PreviewSink):
+                    sink.on_key = lambda k: key_command(controller, chr(k))
+    except BaseException:
+        for h in helpers:
+            h.stop()
+        pipe.close()
+        raise
     c = cfg.capture
     log.info("running: %s → %s (%s), %dx%d @ %g fps; Ctrl-C to stop", c.source, cfg.compositor.mode,
              cfg.matting.model, c.width, c.height, c.fps)
-    stats = pipe.run(cfg.run.seconds)
+    try:
+        stats = pipe.run(cfg.run.seconds, on_tick=lambda p: controller.tick())
+    finally:
+        for h in reversed(helpers):
+            h.stop()
     log.info("output %.1f fps, matting %.1f Hz, latency p50 %s ms, CPU %.2f cores",
              stats["output_fps"], stats["matting_hz"], stats["latency_ms"]["p50"], stats["cpu_cores"])
     if cfg.run.stats_json:
@@ -237,6 +279,18 @@ def cmd_remove(cfg: config_mod.Config, a: argparse.Namespace) -> int:
     return remove_cli(cfg, a)
 
 
+def cmd_ctl(a: argparse.Namespace) -> int:
+    from .control import send_command
+
+    reply = send_command(a.words, a.name)
+    if not reply.get("ok"):
+        print(f"vcam: error: {reply.get('error')}", file=sys.stderr)
+        return 1
+    reply.pop("ok", None)
+    print(json.dumps(reply, indent=2, ensure_ascii=False))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help", "--version")):
@@ -247,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if a.command == "models":
             return cmd_models(a)
+        if a.command == "ctl":
+            return cmd_ctl(a)
         if a.command == "demo":
             layer = flags_to_layer(a)
             layer.setdefault("capture", {}).update(source="sample")
@@ -264,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_demo(cfg, a)
         if a.command == "remove":
             return cmd_remove(cfg, a)
-        return cmd_run(cfg)
+        layer = flags_to_layer(a)
+        watch = [p for p in (config_mod.user_config_path(), a.config) if p]
+        return cmd_run(cfg, reload=lambda: config_mod.load(a.config, layer), watch=watch)
     except VcamError as e:
         print(f"vcam: error: {e}", file=sys.stderr)
         return e.exit_code

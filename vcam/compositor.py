@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from . import kernels
-from .background import Blur, ImageBackground, color_bgr
+from .background import Blur, color_bgr, list_backgrounds, open_background, pause_card
 from .config import CompositorConfig, RefineConfig
 from .errors import ConfigError
 from .frames import Composite, Frame, Matte
@@ -43,26 +45,75 @@ class BufferPool:
         return b
 
 
+@dataclass(frozen=True)
+class Look:
+    """Everything the compositor's mode depends on, swapped as one object so that a
+    live change never shows a half-applied state."""
+
+    cfg: CompositorConfig
+    background: object | None  # ImageBackground | VideoBackground | None
+    backgrounds: tuple[str, ...]  # the rotation set (a folder's files, or the one file)
+    index: int
+    color: np.ndarray  # [3] u8 BGR
+    blur: Blur
+
+
 class Compositor:
     def __init__(self, cfg: CompositorConfig, refine: RefineConfig = RefineConfig()):
         self.refiner = Refiner(refine)
         self._size = None
+        self.fail_blur = Blur(100)
+        self._card = None
+        self._lock = threading.Lock()  # serialises configure() calls, not rendering
+        self.look: Look | None = None
         self.configure(cfg)
 
-    def configure(self, cfg: CompositorConfig) -> None:
-        """Apply a new compositor config (also while running); bad values raise before anything changes."""
-        background = None
-        if cfg.mode == "replace":
-            if not cfg.background:
-                raise ConfigError("mode 'replace' needs a background image: pass --bg IMAGE or set compositor.background")
-            old = getattr(self, "background", None)
-            background = old if old is not None and old.path == cfg.background else ImageBackground(cfg.background)
-        color = color_bgr(cfg.color)
-        self.cfg = cfg
-        self.background = background
-        self.color = np.array(color, np.uint8)
-        self.blur = Blur(cfg.blur)
-        self.fail_blur = Blur(100)
+    @property
+    def cfg(self) -> CompositorConfig:
+        return self.look.cfg
+
+    @property
+    def background(self):
+        return self.look.background
+
+    @property
+    def color(self) -> np.ndarray:
+        return self.look.color
+
+    @property
+    def blur(self) -> Blur:
+        return self.look.blur
+
+    def configure(self, cfg: CompositorConfig, *, index: int | None = None) -> Look:
+        """Apply a compositor config, also while running. Everything is prepared first; a bad
+        value raises and the current look stays. Returns the new look."""
+        with self._lock:
+            old = self.look
+            backgrounds: tuple[str, ...] = ()
+            background = None
+            if cfg.background:
+                same_set = old is not None and old.cfg.background == cfg.background
+                backgrounds = old.backgrounds if same_set else tuple(list_backgrounds(cfg.background))
+                if index is None:
+                    index = old.index if same_set else 0
+                index %= len(backgrounds)
+                if same_set and old.index == index and old.background is not None:
+                    background = old.background
+                else:
+                    background = open_background(backgrounds[index])
+            elif cfg.mode == "replace":
+                raise ConfigError("mode 'replace' needs a background: pass --bg IMAGE or set compositor.background")
+            color = np.array(color_bgr(cfg.color), np.uint8)
+            blur = old.blur if old is not None and old.cfg.blur == cfg.blur else Blur(cfg.blur)
+            self.look = Look(cfg, background, backgrounds, index or 0, color, blur)
+            return self.look
+
+    def step_background(self, step: int) -> Look:
+        """Next (+1) or previous (-1) background of the rotation set."""
+        look = self.look
+        if len(look.backgrounds) < 2:
+            raise ConfigError("only one background to choose from: give a folder with --bg to rotate")
+        return self.configure(look.cfg, index=look.index + step)
 
     def _buffers(self, H: int, W: int):
         if self._size != (H, W):
@@ -71,25 +122,28 @@ class Compositor:
             self._alpha = BufferPool((H, W))
             self._bg = np.empty((H, W, 3), np.uint8)  # private scratch, never handed on
             self._gray = np.empty((H, W), np.uint8)
+            self._card = None
 
     def compose(self, img: np.ndarray, alpha: np.ndarray, out: np.ndarray | None = None, *,
-                fg: np.ndarray | None = None, weight: np.ndarray | None = None) -> np.ndarray:
+                fg: np.ndarray | None = None, weight: np.ndarray | None = None, look: Look | None = None) -> np.ndarray:
         """Blend ``fg`` (default ``img``) over this mode's background with a full-resolution alpha.
 
         ``img``: ``[H, W, 3] u8`` BGR, the frame the background blur is made from; ``alpha``:
         ``[H, W] u8``; ``weight``: the matte that keeps the person out of the blur (any
         resolution; default ``alpha``).
         """
+        look = look or self.look
         H, W = img.shape[:2]
         self._buffers(H, W)
         out = np.empty_like(img) if out is None else out
         fg = img if fg is None else fg
-        if self.cfg.mode == "color":
-            return kernels.blend_color(out, fg, self.color, alpha)
-        if self.cfg.mode == "blur":
-            bg = self.blur(img, alpha if weight is None else weight, self._bg)
-        elif self.cfg.mode == "replace":
-            bg = self.background.at(W, H)
+        mode = look.cfg.mode
+        if mode == "color":
+            return kernels.blend_color(out, fg, look.color, alpha)
+        if mode == "blur" or (mode == "replace" and look.background is None):
+            bg = look.blur(img, alpha if weight is None else weight, self._bg)
+        elif mode == "replace":
+            bg = look.background.at(W, H)
         else:  # none
             np.copyto(out, img)
             return out
@@ -97,24 +151,34 @@ class Compositor:
 
     def render(self, frame: Frame, matte: Matte | None, *, keep_alpha: bool = False) -> Composite:
         """Composite ``frame`` with ``matte`` (``None``: no matte yet → fail closed)."""
+        look = self.look  # one snapshot per frame: a live change applies from the next frame
+        cfg = look.cfg
         img = frame.image  # [H, W, 3] u8 BGR
         H, W = img.shape[:2]
         self._buffers(H, W)
         out = self._out.get()
-        cfg = self.cfg
         alpha = None
         have_matte = matte is not None and matte.alpha is not None
-        if have_matte and (cfg.mode != "none" or keep_alpha):
-            cv2.cvtColor(img, cv2.COLOR_BGR2GRAY, dst=self._gray)
-            alpha = self.refiner.refine(self._gray, matte.alpha, self._alpha.get(), matte.coef)  # [H, W] u8
-        elif keep_alpha:
-            alpha = np.zeros((H, W), np.uint8)  # no matte: everything is background
-        if cfg.mode == "none":
-            np.copyto(out, img)
-        elif not have_matte:
-            self.fail_blur(img, None, out)  # fail closed: never the raw room
+        if cfg.paused:
+            if cfg.pause_style == "card":
+                if self._card is None:
+                    self._card = pause_card(W, H)
+                np.copyto(out, self._card)
+            else:
+                self.fail_blur(img, None, out)
+            have_matte = False
         else:
-            self.compose(img, alpha, out, weight=matte.alpha)
+            if have_matte and (cfg.mode != "none" or keep_alpha):
+                cv2.cvtColor(img, cv2.COLOR_BGR2GRAY, dst=self._gray)
+                alpha = self.refiner.refine(self._gray, matte.alpha, self._alpha.get(), matte.coef)  # [H, W] u8
+            if cfg.mode == "none":
+                np.copyto(out, img)
+            elif not have_matte:
+                self.fail_blur(img, None, out)  # fail closed: never the raw room
+            else:
+                self.compose(img, alpha, out, weight=matte.alpha, look=look)
+        if keep_alpha and alpha is None:
+            alpha = np.zeros((H, W), np.uint8)  # no matte: everything is background
         if cfg.mirror:
             cv2.flip(out, 1, dst=out)
             if keep_alpha:

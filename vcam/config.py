@@ -64,9 +64,12 @@ class RefineConfig:
 class CompositorConfig:
     mode: str = _f("blur", choices=MODES, doc="what replaces the background")
     blur: int = _f(50, lo=1, hi=100, doc="blur strength, 1-100")
-    background: str = _f("", doc="background image for mode 'replace'")
+    background: str = _f("", doc="background for mode 'replace': an image, a looping video/GIF, or a folder of them")
+    rotate_seconds: float = _f(0.0, lo=0, hi=86400, doc="with a folder background, move to the next one every N s (0: only on command)")
     color: str = _f("#00b140", doc="colour for mode 'color': #rrggbb, a name, or 'green'")
     mirror: bool = _f(False, doc="flip the output horizontally")
+    paused: bool = _f(False, doc="privacy curtain: show the pause card instead of the camera")
+    pause_style: str = _f("blur", choices=("blur", "card"), doc="what the curtain shows: the fully blurred frame, or a still card")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +79,18 @@ class OutputConfig:
     backend: str = _f("", doc="pyvirtualcam backend (empty: v4l2loopback on Linux, obs elsewhere)")
     preview: bool = _f(False, doc="show a preview window")
     record: str = _f("", doc="also record the output to this video file")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControlConfig:
+    socket: bool = _f(True, doc="accept `vcam ctl` commands on a Unix socket in the user's runtime directory")
+    name: str = _f("default", doc="instance name, for several vcams at once (`vcam ctl --name`)")
+    watch_config: bool = _f(True, doc="apply edits of the config files while running")
+    release_camera: bool = _f(False, doc="release the real camera while paused (its LED goes off)")
+    hotkeys: bool = _f(True, doc="enable hotkeys (global on X11 with pynput, terminal keys, preview window keys)")
+    hotkey_blur: str = _f("ctrl+alt+b", doc="global hotkey: toggle blur")
+    hotkey_pause: str = _f("ctrl+alt+p", doc="global hotkey: toggle the privacy curtain")
+    hotkey_next_bg: str = _f("ctrl+alt+n", doc="global hotkey: next background")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,6 +108,7 @@ class Config:
     refine: RefineConfig = field(default_factory=RefineConfig)
     compositor: CompositorConfig = field(default_factory=CompositorConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict:

@@ -10,6 +10,7 @@ run the very same stage objects in lockstep (:func:`run_lockstep`): nothing drop
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -91,10 +92,12 @@ class MattingStage(_Worker):
     def __init__(self, matter: Matter, smoother: smoothing.Smoother, refiner: Refiner | None = None,
                  inbox: Mailbox | None = None, outbox: Mailbox | None = None, *, max_hz: float = 0.0,
                  workers: int = 1, on_error=None):
-        # Several workers only for stateless models: a recurrent model needs its frames in order.
+        # Several workers only for stateless models: a recurrent model needs its frames in order
+        # (and if one is switched in later, its inferences are serialised).
         super().__init__(on_error, workers if getattr(matter, "stateless", False) else 1)
         self.matter, self.smoother, self.refiner = matter, smoother, refiner
         self._lock = threading.Lock()  # smoother state and counters, when workers > 1
+        self._serial = threading.Lock()
         self._last_seq = -1
         self.stale = 0  # results that finished after a newer one (workers > 1), dropped
         self.inbox, self.outbox = inbox, outbox
@@ -115,8 +118,15 @@ class MattingStage(_Worker):
                 self.smoother.reset()
                 self._size = size
         t0 = time.perf_counter()
-        raw = self.matter.infer(frame.image)  # [h, w] f32; outside the lock, workers run in parallel
+        matter = self.matter
+        if getattr(matter, "stateless", False):
+            raw = matter.infer(frame.image)  # [h, w] f32; outside the lock, workers run in parallel
+        else:
+            with self._serial:  # a recurrent model sees one frame at a time
+                raw = matter.infer(frame.image)
         with self._lock:
+            if matter is not self.matter:
+                return None  # the model was switched meanwhile
             if frame.seq <= self._last_seq:
                 self.stale += 1
                 return None
@@ -128,6 +138,17 @@ class MattingStage(_Worker):
         self.timings.add((time.perf_counter() - t0) * 1e3)
         self.count += 1
         return Matte(alpha=alpha, seq=frame.seq, t_capture=frame.t_capture, source_size=size, coef=coef)
+
+    def swap(self, matter: Matter | None = None, smoother: smoothing.Smoother | None = None) -> Matter | None:
+        """Switch model and/or smoother while running; returns the old matter."""
+        with self._lock:
+            old = self.matter
+            if matter is not None:
+                self.matter = matter
+            if smoother is not None:
+                self.smoother = smoother
+            self.smoother.reset()
+            return old if matter is not None else None
 
     def _loop_once(self) -> bool:
         try:
@@ -216,6 +237,7 @@ class Parts:
     smoother: smoothing.Smoother
     compositor: Compositor
     sinks: list[Sink]
+    reopen: Callable[[], Source] | None = None  # opens the source again (after releasing the camera)
 
 
 def build_sinks(cfg: Config, width: int, height: int, fps: float) -> list[Sink]:
@@ -251,7 +273,10 @@ def build_parts(cfg: Config, *, sinks: list[Sink] | None = None, source: Source 
         opened.append(matter)
         if sinks is None:
             sinks = build_sinks(cfg, c.width, c.height, c.fps)
-        return Parts(source, matter, smoothing.create(cfg.smoothing), compositor, sinks)
+        reopen = None
+        if getattr(source, "kind", "") == "camera":
+            reopen = lambda: open_source(c.source, width=c.width, height=c.height, fps=c.fps)  # noqa: E731
+        return Parts(source, matter, smoothing.create(cfg.smoothing), compositor, sinks, reopen)
     except BaseException:
         for o in reversed(opened):
             o.close()
@@ -275,7 +300,7 @@ class Pipeline:
         self._stop = threading.Event()
         size = (c.width, c.height) if live_size else None
         self.capture = CaptureStage(parts.source, [self.m_frames, self.c_frames], loop=c.loop,
-                                    size=size, on_error=self._fail)
+                                    size=size, on_error=self._fail, reopen=parts.reopen)
         self.matting = MattingStage(parts.matter, parts.smoother, parts.compositor.refiner, self.m_frames, self.mattes,
                                     max_hz=cfg.matting.max_hz, workers=cfg.matting.workers, on_error=self._fail)
         self.compositing = CompositeStage(parts.compositor, self.c_frames, self.mattes, self.comps,
@@ -288,6 +313,18 @@ class Pipeline:
     def _fail(self, e: BaseException) -> None:
         self._errors.append(e)
         self._stop.set()
+
+    def switch_model(self, matting_cfg) -> None:
+        """Load another model (or the same with new settings) and swap it in; the old one keeps
+        serving until the new one is ready, so the output never stalls."""
+        new = create_matter(matting_cfg)
+        if not getattr(new, "stateless", False) and self.matting.workers > 1:
+            log.info("%s is recurrent: it runs on one matting worker", matting_cfg.model)
+        self.matting.swap(matter=new)
+        self.cfg = self.cfg.replace(matting=dataclasses.asdict(matting_cfg))
+
+    def switch_smoothing(self, smoothing_cfg) -> None:
+        self.matting.swap(smoother=smoothing.create(smoothing_cfg))
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -333,15 +370,19 @@ class Pipeline:
                 sink.close()
             except Exception as e:  # closing must not hide the real error
                 log.warning("closing %s failed: %s", sink.kind, e)
-        self.parts.source.close()
-        self.parts.matter.close()
+        self.capture.source.close()
+        self.matting.matter.close()
 
     def stats(self) -> dict:
+        """Run statistics; valid while running too (``vcam ctl status``)."""
         o = self.output
         out_wall = (o.t_last - o.t_first) if o.t_first and o.t_last and o.t_last > o.t_first else 0.0
         m = self.matting
-        m_wall = (self.t_end - m.t_first) if m.t_first else 0.0
+        t_end = self.t_end or time.monotonic()
+        m_wall = (t_end - m.t_first) if m.t_first else 0.0
+        cap_wall = t_end - self.t_start if self.t_start else 0.0
         return {
+            "capture_fps": round(self.capture.frames / cap_wall, 2) if cap_wall else 0.0,
             "output_fps": round((o.sent - 1) / out_wall, 2) if out_wall else 0.0,
             "new_frames_fps": round((o.new - 1) / out_wall, 2) if out_wall else 0.0,
             "matting_hz": round(m.count / m_wall, 2) if m_wall else 0.0,
@@ -355,7 +396,7 @@ class Pipeline:
             "matte_age_frames": self.compositing.matte_age.summary(),
             "cpu_cores": self.cpu.cores(),
             "peak_rss_mb": peak_rss_mb(),
-            "seconds": round(self.t_end - self.t_start, 2),
+            "seconds": round(t_end - self.t_start, 2),
             "size": [self.cfg.capture.width, self.cfg.capture.height],
             "fps_target": self.fps,
             "model": self.cfg.matting.model,
