@@ -63,3 +63,19 @@ def test_resize_resets_state():
     s = create(SmoothingConfig(kind="ema", strength=0.9))
     s(np.zeros((4, 4), np.float32))
     assert s(np.ones((8, 8), np.float32))[0, 0] == 1.0
+
+
+def test_adaptive_uses_image_motion():
+    """Static image: matte noise is averaged away. Moving image: the new matte is taken at once."""
+    s = create(SmoothingConfig(kind="adaptive", strength=0.9))
+    rng = np.random.default_rng(0)
+    guide = rng.integers(0, 256, (16, 16), dtype=np.uint8)
+    noisy = [np.clip(0.5 + rng.normal(0, 0.2, (16, 16)), 0, 1).astype(np.float32) for _ in range(12)]
+    outs = [s(m, guide) for m in noisy]
+    raw_flicker = np.mean([np.abs(noisy[i] - noisy[i - 1]).mean() for i in range(6, 12)])
+    out_flicker = np.mean([np.abs(outs[i] - outs[i - 1]).mean() for i in range(6, 12)])
+    assert out_flicker < 0.15 * raw_flicker
+    # The person moves: the image changes, and the matte follows in one step.
+    moved = np.roll(guide, 5, axis=1)
+    step = np.zeros((16, 16), np.float32)
+    assert np.abs(s(step, moved)).max() < 0.05

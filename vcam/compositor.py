@@ -170,6 +170,9 @@ class Compositor:
         else:
             if have_matte and (cfg.mode != "none" or keep_alpha):
                 cv2.cvtColor(img, cv2.COLOR_BGR2GRAY, dst=self._gray)
+                # A 3x3 mean takes the sensor noise out of the guide (it would otherwise flicker
+                # the alpha along every edge) and moves edges by less than a pixel.
+                cv2.blur(self._gray, (3, 3), dst=self._gray)
                 alpha = self.refiner.refine(self._gray, matte.alpha, self._alpha.get(), matte.coef)  # [H, W] u8
             if cfg.mode == "none":
                 np.copyto(out, img)

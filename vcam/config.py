@@ -49,8 +49,8 @@ class MattingConfig:
 @dataclass(frozen=True, kw_only=True)
 class SmoothingConfig:
     kind: str = _f("adaptive", choices=("adaptive", "ema", "none"), doc="temporal filter")
-    strength: float = _f(0.7, lo=0.0, hi=0.99, doc="how much of the previous matte a static pixel keeps")
-    motion: float = _f(0.12, lo=0.001, hi=1.0, doc="alpha change treated as real motion (reacts at once)")
+    strength: float = _f(0.9, lo=0.0, hi=0.99, doc="how much of its past the matte keeps where the image is static")
+    motion: float = _f(0.12, lo=0.001, hi=1.0, doc="without image motion (ema-like use): alpha change treated as real motion")
 
 
 @dataclass(frozen=True, kw_only=True)

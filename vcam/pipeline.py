@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 from . import smoothing
 from .capture import CaptureStage, Source, open_source
 from .compositor import Compositor
-from .refine import Refiner
+from .refine import Refiner, small_gray
 from .config import Config
 from .errors import VcamError
 from .frames import Composite, Frame, Matte
@@ -131,10 +131,12 @@ class MattingStage(_Worker):
                 self.stale += 1
                 return None
             self._last_seq = frame.seq
-            alpha = self.smoother(raw)
+            # The frame at matte resolution: the smoother's motion detector and the refiner's guide.
+            guide = small_gray(frame.image, raw.shape)  # [h, w] u8
+            alpha = self.smoother(raw, guide)
         # Fit the refinement once per matte, against the frame it came from (cheap at
         # matte resolution); the compositor only applies it at the full frame rate.
-        coef = self.refiner.coefficients(frame.image, alpha) if self.refiner is not None else None
+        coef = self.refiner.coefficients(guide, alpha) if self.refiner is not None else None
         self.timings.add((time.perf_counter() - t0) * 1e3)
         self.count += 1
         return Matte(alpha=alpha, seq=frame.seq, t_capture=frame.t_capture, source_size=size, coef=coef)
@@ -405,7 +407,7 @@ class Pipeline:
 
 
 def run_lockstep(parts: Parts, *, keep_alpha: bool = False, on_composite: Callable[[Composite, Frame], None] | None = None,
-                 progress: Callable[[int], None] | None = None) -> dict:
+                 progress: Callable[[int], None] | None = None, close: bool = True) -> dict:
     """Offline mode: every frame through the same matting and compositor stages, in order, none dropped."""
     matting = MattingStage(parts.matter, parts.smoother, parts.compositor.refiner)
     compositing = CompositeStage(parts.compositor, keep_alpha=keep_alpha)
@@ -430,7 +432,8 @@ def run_lockstep(parts: Parts, *, keep_alpha: bool = False, on_composite: Callab
         for s in parts.sinks:
             s.close()
         parts.source.close()
-        parts.matter.close()
+        if close:
+            parts.matter.close()
     wall = time.monotonic() - t0
     return {"frames": seq, "seconds": round(wall, 2), "fps": round(seq / wall, 2) if wall else 0.0,
             "stage_ms": {"matting": matting.timings.summary(), "compositor": compositing.timings.summary()},

@@ -15,6 +15,15 @@ import numpy as np
 from . import kernels
 
 
+def small_gray(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``image`` (BGR or gray, any size) as ``[h, w] uint8`` gray at ``shape``, area-averaged."""
+    h, w = shape
+    if image.ndim == 2 and image.shape == (h, w):
+        return image
+    small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
+
+
 class Refiner:
     """``refine(gray, matte, out)``: ``gray`` ``[H, W] uint8``, ``matte`` ``[h, w] float32`` → ``out`` ``[H, W] uint8``."""
 
@@ -40,15 +49,12 @@ class Refiner:
     def coefficients(self, image: np.ndarray, matte: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Guided-filter coefficients at matte resolution, for a guide in [0, 1].
 
-        ``image``: the full-resolution frame, ``[H, W, 3]`` BGR or ``[H, W]`` gray.
-        ``None`` when refinement is disabled.
+        ``image``: the frame, ``[H, W, 3]`` BGR or ``[H, W]`` gray, any size (a gray image of the
+        matte's size is used as is). ``None`` when refinement is disabled.
         """
         if not self.cfg.enabled:
             return None
-        h, w = matte.shape
-        small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-        if small.ndim == 3:
-            small = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        small = small_gray(image, matte.shape)
         I = small.astype(np.float32) * np.float32(1 / 255)  # [h, w] f32
         p = matte
         k = (2 * self.cfg.radius + 1,) * 2

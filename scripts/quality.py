@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Matte quality of vcam's live path against the peers' recipes, on ../shared/eval.
+
+    python scripts/quality.py [--limit N] [--clips N] [--frames N] [--recipes a,b,...] [--json out.json]
+
+Every recipe runs through the same code as ``vcam process --alpha-out`` (the lockstep
+runner: matter → temporal filter → refiner → compositor alpha), on:
+
+* stills: each portrait alone → IoU (alpha ≥ 0.5), BF (DAVIS boundary F, tolerance 0.8 %
+  of the diagonal), MAE;
+* a static clip per portrait: the portrait repeated with Gaussian sensor noise σ = 4 →
+  flicker = mean |α_t − α_{t−1}| × 1000 (the truth never moves, so any change is flicker);
+* a moving clip per portrait: image and mask warped together (±4 % translation, ±3 % zoom,
+  smooth sway) with noise → IoU, BF and dtSSD × 100, where
+  dtSSD = mean_t sqrt(mean_p ((α_t − α_{t−1}) − (g_t − g_{t−1}))²).
+
+Prints a table; ``--json`` also writes the numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from vcam.capture import Source  # noqa: E402
+from vcam.config import Config  # noqa: E402
+from vcam import smoothing  # noqa: E402
+from vcam.compositor import Compositor  # noqa: E402
+from vcam.matting import create as create_matter  # noqa: E402
+from vcam.pipeline import Parts, run_lockstep  # noqa: E402
+
+EVAL = ROOT.parent / "shared" / "eval" / "portraits"
+
+
+class ListSource(Source):
+    kind = "list"
+
+    def __init__(self, frames, fps=30.0):
+        self.frames, self.fps, self.i = frames, fps, 0
+        self.frame_count = len(frames)
+
+    def read(self):
+        if self.i >= len(self.frames):
+            return None
+        self.i += 1
+        return self.frames[self.i - 1]
+
+    def rewind(self):
+        self.i = 0
+        return True
+
+
+def recipes() -> dict[str, Config]:
+    d = Config()
+    naive = {"refine": {"enabled": False}, "smoothing": {"kind": "none"}}
+    return {
+        "vcam (default live config)": d,
+        "MODNet 512, bilinear": d.replace(matting={"input_size": 512}, **naive),
+        "MODNet 256, bilinear": d.replace(matting={"input_size": 256}, **naive),
+        "MODNet 512 + EMA 0.5": d.replace(matting={"input_size": 512}, refine={"enabled": False},
+                                          smoothing={"kind": "ema", "strength": 0.5}),
+        "MODNet 224, bilinear (vcam's size, no filters)": d.replace(matting={"input_size": 224}, **naive),
+        "RVM (vcam refine + filter)": d.replace(matting={"model": "rvm", "input_size": 256}),
+        "U2-Net-p 320, bilinear": d.replace(matting={"model": "u2netp"}, **naive),
+    }
+
+
+_MATTERS: dict = {}
+
+
+def run_frames(cfg: Config, frames: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
+    """The lockstep path (what `vcam process --alpha-out` runs): alphas in [0, 1] and s/frame.
+
+    The model session is loaded once per recipe; smoother and compositor are new for every
+    clip, and the model's recurrent state (RVM) is reset, as on a source change."""
+    cfg = cfg.replace(compositor={"mode": "color"}, output={"virtualcam": False})
+    key = repr(cfg.matting)
+    if key not in _MATTERS:
+        _MATTERS[key] = create_matter(cfg.matting)
+    matter = _MATTERS[key]
+    matter.reset()
+    parts = Parts(ListSource(frames), matter, smoothing.create(cfg.smoothing), Compositor(cfg.compositor, cfg.refine), [])
+    out: list[np.ndarray] = []
+    t0 = time.perf_counter()
+    run_lockstep(parts, keep_alpha=True, on_composite=lambda comp, frame: out.append(comp.alpha), close=False)
+    dt = (time.perf_counter() - t0) / max(1, len(frames))
+    return [a.astype(np.float32) / 255.0 for a in out], dt
+
+
+def boundary(mask: np.ndarray) -> np.ndarray:
+    m = mask.astype(np.uint8)
+    return (m - cv2.erode(m, np.ones((3, 3), np.uint8))) > 0
+
+
+def bf_score(pred: np.ndarray, gt: np.ndarray) -> float:
+    """DAVIS boundary F-measure, tolerance 0.8 % of the image diagonal."""
+    tol = max(1, int(math.ceil(0.008 * math.hypot(*gt.shape))))
+    pb, gb = boundary(pred), boundary(gt)
+    if not pb.any() and not gb.any():
+        return 1.0
+    if not pb.any() or not gb.any():
+        return 0.0
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * tol + 1, 2 * tol + 1))
+    gd = cv2.dilate(gb.astype(np.uint8), disk) > 0
+    pd = cv2.dilate(pb.astype(np.uint8), disk) > 0
+    precision = (pb & gd).sum() / pb.sum()
+    recall = (gb & pd).sum() / gb.sum()
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    u = (pred | gt).sum()
+    return 1.0 if u == 0 else (pred & gt).sum() / u
+
+
+def sway(t: float, w: int, h: int) -> np.ndarray:
+    """The webcam-like sway at time t (s): ±4 % translation, ±3 % zoom, as a 2x3 affine."""
+    dx = 0.04 * w * math.sin(2 * math.pi * t / 2.3)
+    dy = 0.04 * h * math.sin(2 * math.pi * t / 3.1 + 1.0)
+    s = 1.0 + 0.03 * math.sin(2 * math.pi * t / 2.7 + 0.5)
+    M = cv2.getRotationMatrix2D((w / 2, h / 2), 0.0, s)
+    M[:, 2] += (dx, dy)
+    return M
+
+
+def noisy(img: np.ndarray, rng, sigma: float = 4.0) -> np.ndarray:
+    return np.clip(img + rng.normal(0, sigma, img.shape), 0, 255).astype(np.uint8)
+
+
+def load(limit: int):
+    files = sorted((EVAL / "images").glob("*.jpg"))
+    if not files:
+        sys.exit(f"no portraits in {EVAL}: this benchmark needs ../shared/eval")
+    step = max(1, len(files) // limit) if limit else 1
+    out = []
+    for f in files[::step][: limit or None]:
+        img = cv2.imread(str(f))
+        gt = cv2.imread(str(EVAL / "masks" / (f.stem + ".png")), cv2.IMREAD_GRAYSCALE)
+        out.append((f.stem, img, gt))
+    return out
+
+
+def evaluate(cfg: Config, data, clips: int, frames: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    r = {"iou": [], "bf": [], "mae": [], "spf": [], "flicker": [], "m_iou": [], "m_bf": [], "dtssd": []}
+    for name, img, gt in data:
+        (a,), dt = run_frames(cfg, [img])
+        g = gt > 127
+        r["iou"].append(iou(a >= 0.5, g))
+        r["bf"].append(bf_score(a >= 0.5, g))
+        r["mae"].append(float(np.abs(a - g).mean()))
+        r["spf"].append(dt)
+    h, w = data[0][1].shape[:2]
+    for name, img, gt in data[:clips]:
+        h, w = img.shape[:2]
+        static = [noisy(img, rng) for _ in range(frames)]
+        alphas, _ = run_frames(cfg, static)
+        r["flicker"].append(1000 * float(np.mean([np.abs(alphas[i] - alphas[i - 1]).mean() for i in range(1, frames)])))
+        mv, mg = [], []
+        for i in range(frames):
+            M = sway(i / 30.0, w, h)
+            mv.append(noisy(cv2.warpAffine(img, M, (w, h), borderMode=cv2.BORDER_REFLECT), rng))
+            mg.append(cv2.warpAffine(gt, M, (w, h), borderMode=cv2.BORDER_REFLECT).astype(np.float32) / 255)
+        alphas, _ = run_frames(cfg, mv)
+        r["m_iou"].append(np.mean([iou(a >= 0.5, g >= 0.5) for a, g in zip(alphas, mg)]))
+        r["m_bf"].append(np.mean([bf_score(a >= 0.5, g >= 0.5) for a, g in zip(alphas, mg)]))
+        r["dtssd"].append(100 * float(np.mean([
+            np.sqrt(np.mean(((alphas[i] - alphas[i - 1]) - (mg[i] - mg[i - 1])) ** 2)) for i in range(1, frames)])))
+    return {k: float(np.mean(v)) if v else float("nan") for k, v in r.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--limit", type=int, default=0, help="stills to use (0: all 400)")
+    ap.add_argument("--clips", type=int, default=40, help="portraits to build static and moving clips from")
+    ap.add_argument("--frames", type=int, default=20, help="frames per clip")
+    ap.add_argument("--recipes", default="", help="comma-separated substrings of recipe names to run")
+    ap.add_argument("--json", help="also write the numbers here")
+    args = ap.parse_args()
+    data = load(args.limit)
+    chosen = {k: v for k, v in recipes().items()
+              if not args.recipes or any(s.strip().lower() in k.lower() for s in args.recipes.split(","))}
+    print(f"{len(data)} stills, {min(args.clips, len(data))} static + moving clips of {args.frames} frames "
+          f"(600x800 portraits, ../shared/eval)\n")
+    head = f"| {'recipe':<48} | IoU   | BF    | MAE   | s/frame | flicker | moving IoU | moving BF | moving dtSSD |"
+    print(head)
+    print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
+    results = {}
+    for name, cfg in chosen.items():
+        m = evaluate(cfg, data, args.clips, args.frames)
+        results[name] = m
+        print(f"| {name:<48} | {m['iou']:.3f} | {m['bf']:.3f} | {m['mae']:.3f} | {m['spf']:7.3f} | "
+              f"{m['flicker']:7.2f} | {m['m_iou']:10.3f} | {m['m_bf']:9.3f} | {m['dtssd']:12.2f} |", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
