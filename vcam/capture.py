@@ -229,6 +229,8 @@ class CaptureStage:
         self.source = source
         self.reopen = reopen
         self._released = threading.Event()
+        self.lost = False  # the camera failed and we are reconnecting
+        self.reconnects = 0
         self.outboxes = outboxes
         self.loop = loop
         self.fps = fps or source.fps
@@ -248,6 +250,41 @@ class CaptureStage:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def _read_camera(self) -> np.ndarray | None:
+        """One camera frame; on failure, reconnect with backoff (one log line per state change)."""
+        try:
+            img = self.source.read()
+        except Exception as e:  # a driver error is a lost camera, not a crash
+            img, why = None, f"{type(e).__name__}: {e}"
+        else:
+            why = "read failed"
+        if img is not None:
+            return img
+        if self.reopen is None:
+            raise SourceError(f"camera {getattr(self.source, 'spec', '')} stopped delivering frames ({why})")
+        self.lost = True
+        log.warning("camera lost (%s): showing a blurred frame, reconnecting", why)
+        delay = 0.25
+        while not self._stop.is_set():
+            try:
+                self.source.close()
+            except Exception:
+                pass
+            if self._stop.wait(delay):
+                return None
+            try:
+                self.source = self.reopen()
+                img = self.source.read()
+                if img is not None:
+                    log.info("camera reconnected")
+                    self.lost = False
+                    self.reconnects += 1
+                    return img
+            except Exception:
+                pass
+            delay = min(delay * 2, 4.0)
+        return None
 
     def set_released(self, released: bool) -> None:
         """Release the real camera (its LED goes off) or take it back. Files and the sample
@@ -290,13 +327,15 @@ class CaptureStage:
                             break
                     t_next = max(t_next + period, time.monotonic() - period)
                 t0 = time.perf_counter()
-                img = self.source.read()
-                if img is None:
-                    if self.loop and self.source.rewind():
+                if self.source.paced_by_device:
+                    img = self._read_camera()
+                    if img is None:
+                        continue  # lost: reconnecting (the output shows a curtain meanwhile)
+                else:
+                    img = self.source.read()
+                    if img is None and self.loop and self.source.rewind():
                         img = self.source.read()
                     if img is None:
-                        if self.source.paced_by_device:
-                            raise SourceError(f"camera {getattr(self.source, 'spec', '')} stopped delivering frames")
                         break
                 frame = Frame(self._prepare(img), seq, time.monotonic())
                 self.timings.add((time.perf_counter() - t0) * 1e3)

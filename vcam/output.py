@@ -10,6 +10,7 @@ new has arrived, so the meeting app never sees a stall.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -180,8 +181,16 @@ class OutputStage:
     repeating the last one when nothing new has come."""
 
     def __init__(self, inbox: Mailbox, sinks: list[Sink], fps: float,
-                 on_error: Callable[[BaseException], None] | None = None):
+                 on_error: Callable[[BaseException], None] | None = None,
+                 curtain: Callable[[np.ndarray], np.ndarray] | None = None, stall_after: float = 0.5):
         self.inbox = inbox
+        # When nothing new comes for `stall_after` s (camera unplugged or stuck), the last
+        # input frame is shown through `curtain` (fully blurred) instead of a frozen picture
+        # that may have been composited with a matte that no longer fits.
+        self.curtain = curtain
+        self.stall_after = stall_after
+        self.stalled = False
+        self._curtain_frame: np.ndarray | None = None
         self.sinks = sinks
         self.fps = fps
         self.on_error = on_error
@@ -192,6 +201,8 @@ class OutputStage:
         self.send_ms = Timings()
         self.t_first: float | None = None
         self.t_last: float | None = None
+        self.t_last_new = time.monotonic()
+        self.max_gap = 0.0  # longest time between two sends, s
         self.last: Composite | None = None
         self.taps: list[Callable[[Composite], None]] = []
         self._stop = threading.Event()
@@ -235,9 +246,12 @@ class OutputStage:
         self.send_ms.add((time.perf_counter() - t0) * 1e3)
         if self.t_first is None:
             self.t_first = now
+        if self.t_last is not None:
+            self.max_gap = max(self.max_gap, now - self.t_last)
         self.t_last = now
         self.sent += 1
         if fresh:
+            self.t_last_new = now
             self.new += 1
             self.latency.add((now - comp.t_capture) * 1e3)
             for tap in self.taps:
@@ -255,12 +269,24 @@ class OutputStage:
                 except Closed:
                     comp, ended = None, True
                 if comp is not None:
+                    if self.stalled:
+                        self.stalled = False
+                        log.info("frames flowing again")
                     self.last = comp
                     self.send(comp, True)
                 elif ended:
                     break
                 elif self.last is not None:
-                    self.send(self.last, False)
+                    if (self.curtain is not None and not self.stalled
+                            and time.monotonic() - self.t_last_new > self.stall_after):
+                        self.stalled = True
+                        self._curtain_frame = self.curtain(self.last.frame if self.last.frame is not None
+                                                           else self.last.image)
+                        log.warning("no new frames for %.1f s: showing the blurred last frame", self.stall_after)
+                    if self.stalled:
+                        self.send(dataclasses.replace(self.last, image=self._curtain_frame), False)
+                    else:
+                        self.send(self.last, False)
                 else:
                     continue
                 sleep()

@@ -15,7 +15,9 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable
+
+import numpy as np
 
 from . import smoothing
 from .capture import CaptureStage, Source, open_source
@@ -31,7 +33,6 @@ from .stats import CpuMeter, Timings, peak_rss_mb
 
 log = logging.getLogger(__name__)
 
-MAX_CONSECUTIVE_MATTING_ERRORS = 30
 
 
 class _Worker:
@@ -106,6 +107,7 @@ class MattingStage(_Worker):
         self.count = 0
         self.errors = 0
         self._consecutive = 0
+        self._failed_seq = -1
         self._size = None
         self.t_first: float | None = None
 
@@ -137,8 +139,9 @@ class MattingStage(_Worker):
         # Fit the refinement once per matte, against the frame it came from (cheap at
         # matte resolution); the compositor only applies it at the full frame rate.
         coef = self.refiner.coefficients(guide, alpha) if self.refiner is not None else None
-        self.timings.add((time.perf_counter() - t0) * 1e3)
-        self.count += 1
+        with self._lock:
+            self.timings.add((time.perf_counter() - t0) * 1e3)
+            self.count += 1
         return Matte(alpha=alpha, seq=frame.seq, t_capture=frame.t_capture, source_size=size, coef=coef)
 
     def swap(self, matter: Matter | None = None, smoother: smoothing.Smoother | None = None) -> Matter | None:
@@ -164,27 +167,42 @@ class MattingStage(_Worker):
             self.t_first = t0
         try:
             matte = self.process(frame)
-            self._consecutive = 0
             if matte is None:
                 return True
         except VcamError:
             raise
         except Exception as e:
-            # Fail closed: publish a "no matte" so the compositor blurs everything,
-            # log once per run of failures, and escalate if it never recovers.
-            self.errors += 1
-            self._consecutive += 1
-            if self._consecutive == 1:
+            # Fail closed: publish a "no matte" so the compositor blurs everything, log once
+            # per run of failures, and retry with backoff rather than on every frame. The
+            # camera stays in the call, blurred, instead of the program dying.
+            with self._lock:
+                self.errors += 1
+                self._consecutive += 1
+                self._failed_seq = max(self._failed_seq, frame.seq)
+                first = self._consecutive == 1
+                backoff = min(2.0, 0.05 * 2 ** min(self._consecutive, 6))
+            if first:
                 log.error("matting failed (%s: %s); output is fully blurred until it recovers", type(e).__name__, e)
-            if self._consecutive >= MAX_CONSECUTIVE_MATTING_ERRORS:
-                raise
-            matte = Matte(alpha=None, seq=frame.seq, t_capture=frame.t_capture, source_size=frame.size)
+            self.outbox.put(Matte(alpha=None, seq=frame.seq, t_capture=frame.t_capture, source_size=frame.size))
+            self._stop.wait(backoff)
+            return True
+        if self._recovering(frame.seq):
+            log.info("matting recovered")
         self.outbox.put(matte)
         if self.min_period:
             rest = self.min_period - (time.monotonic() - t0)
             if rest > 0:
                 self._stop.wait(rest)
         return True
+
+    def _recovering(self, seq: int) -> bool:
+        """A success on a frame newer than the last failure ends a run of failures (a result that
+        was already in flight on another worker does not)."""
+        with self._lock:
+            if self._consecutive == 0 or seq < self._failed_seq:
+                return False
+            self._consecutive = 0
+            return True
 
     def _finish(self):
         if self.outbox is not None:
@@ -202,6 +220,8 @@ class CompositeStage(_Worker):
         self.compositor = compositor
         self.inbox, self.mattes, self.outbox = inbox, mattes, outbox
         self.keep_alpha = keep_alpha
+        self.max_matte_age = 1.0  # s between the matte's frame and the current one before failing closed
+        self.stale_matte = False
         self.timings = Timings()
         self.count = 0
         self.matte_age = Timings()  # frames between the matte's frame and the composited frame
@@ -222,7 +242,19 @@ class CompositeStage(_Worker):
             return False
         if frame is None:
             return True
-        self.outbox.put(self.process(frame, self.mattes.peek()))
+        matte = self.mattes.peek()
+        if matte is not None and frame.t_capture - matte.t_capture > self.max_matte_age:
+            # Matting has stalled (a slow or stuck model): an old matte no longer fits the
+            # person, and would uncover the room they moved away from. Fail closed.
+            if not self.stale_matte:
+                log.warning("matte is %.1f s old: output is fully blurred until matting catches up",
+                            frame.t_capture - matte.t_capture)
+            self.stale_matte = True
+            matte = None
+        elif self.stale_matte and matte is not None:
+            self.stale_matte = False
+            log.info("matting caught up")
+        self.outbox.put(self.process(frame, matte))
         return True
 
     def _finish(self):
@@ -307,7 +339,8 @@ class Pipeline:
                                     max_hz=cfg.matting.max_hz, workers=cfg.matting.workers, on_error=self._fail)
         self.compositing = CompositeStage(parts.compositor, self.c_frames, self.mattes, self.comps,
                                           keep_alpha=keep_alpha, on_error=self._fail)
-        self.output = OutputStage(self.comps, parts.sinks, c.fps, on_error=self._fail)
+        self.output = OutputStage(self.comps, parts.sinks, c.fps, on_error=self._fail,
+                                  curtain=lambda img: parts.compositor.fail_blur(img, None, np.empty_like(img)))
         self.cpu = CpuMeter()
         self.t_start = 0.0
         self.t_end = 0.0
@@ -396,6 +429,8 @@ class Pipeline:
             "stage_ms": {"capture": self.capture.timings.summary(), "matting": m.timings.summary(),
                          "compositor": self.compositing.timings.summary(), "output": o.send_ms.summary()},
             "matte_age_frames": self.compositing.matte_age.summary(),
+            "max_output_gap_ms": round(o.max_gap * 1e3, 1),
+            "camera_reconnects": self.capture.reconnects,
             "cpu_cores": self.cpu.cores(),
             "peak_rss_mb": peak_rss_mb(),
             "seconds": round(t_end - self.t_start, 2),
