@@ -130,3 +130,23 @@ def test_demo_writes_video_and_side_by_side(capsys, tmp_path):
     # The matte tile is a matte: bright person in the middle, dark corners.
     matte = png[:, 640:1280, 0]
     assert matte[:20, :20].mean() < 30 and matte[matte.shape[0] // 2:, 250:390].mean() > 200
+
+
+@pytest.mark.parametrize("exc,needle", [
+    (RuntimeError("device /dev/video7 is busy"), "is busy"),
+    (ValueError("resolution 1280x720 not supported by device"), "refused 1280x720"),
+    (RuntimeError("weird failure\nwith two lines"), "cannot open the virtual camera"),
+])
+def test_virtual_camera_errors_are_one_line(capsys, exc, needle):
+    import pyvirtualcam
+
+    class Refusing:
+        def __init__(self, **kw):
+            raise exc
+
+    pyvirtualcam.register_backend("refusing", Refusing)
+    cfg = os.path.join(os.environ["XDG_CONFIG_HOME"], "backend.yaml")
+    with open(cfg, "w") as f:
+        f.write("output: {backend: refusing}\n")
+    rc, _, err = _run(capsys, "--source", "sample", "--config", cfg, "--seconds", "1")
+    assert rc == 2 and needle in _one_line_error(err)

@@ -154,3 +154,37 @@ def test_stuck_model_fails_closed_after_a_second(modnet_path):
     late = [c for c in comps if c.t_capture - comps[0].t_capture > 2.0]
     assert late and all(c.matte_seq == -1 for c in late), "an old matte must not be used for ever"
     assert all(detail(c.image) < 0.35 * RAW_DETAIL for c in late)
+
+
+def test_on_demand_releases_and_takes_back_the_camera(modnet_path):
+    """Unit-level fake: the reader count comes from a stub instead of /proc (the VM harness
+    is where a real reader opens /dev/videoN)."""
+    from vcam.control import OnDemand
+
+    opened = []
+    readers = {"n": 0}
+
+    def reopen():
+        opened.append(time.monotonic())
+        return Camera(lambda n: "ok")
+
+    cfg = _cfg()
+    parts = build_parts(cfg, source=Camera(lambda n: "ok"))
+    parts.reopen = reopen
+    pipe = Pipeline(cfg, parts)
+    od = OnDemand(pipe, "/dev/video9", interval=0.1, count=lambda dev: readers["n"])
+    t = threading.Thread(target=pipe.run, args=(4.0,))
+    t.start()
+    od.start()
+    time.sleep(1.0)
+    assert od.released is True and pipe.capture.source is not None
+    frames_while_released = pipe.capture.frames
+    time.sleep(0.5)
+    assert pipe.capture.frames == frames_while_released  # the camera is closed: nothing is read
+    readers["n"] = 1
+    t_open = time.monotonic()
+    time.sleep(1.0)
+    assert opened and opened[0] - t_open < 1.0  # back within a second
+    assert pipe.capture.frames > frames_while_released
+    od.stop()
+    t.join(5)

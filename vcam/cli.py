@@ -16,7 +16,7 @@ from .errors import ConfigError, VcamError
 
 log = logging.getLogger("vcam")
 
-SUBCOMMANDS = ("run", "process", "demo", "models", "remove", "ctl")
+SUBCOMMANDS = ("run", "process", "demo", "models", "remove", "ctl", "doctor")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seconds", type=float, metavar="N", help="stop after N seconds (run.seconds)")
     r.add_argument("--stats-json", metavar="PATH", help="write run statistics as JSON on exit")
     r.add_argument("--name", help="instance name for `vcam ctl --name` (control.name)")
+    r.add_argument("--on-demand", action="store_true", default=None,
+                   help="release the camera while no app reads the virtual camera (control.on_demand)")
     _common_effects(r)
 
     pr = sub.add_parser("process", help="process a video file or a folder of frames offline, no frame dropped")
@@ -100,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     ct = sub.add_parser("ctl", help="control a running vcam: status, blur, mode, bg, mirror, pause, model, reload")
     ct.add_argument("--name", default="default", help="which vcam (its control.name)")
     ct.add_argument("words", nargs="+", metavar="COMMAND", help="e.g. status | blur toggle | bg next | mode color")
+
+    sub.add_parser("doctor", help="check v4l2loopback, cameras, GPU runtime, models and hotkeys; say how to fix")
 
     mo = sub.add_parser("models", help="list or fetch models")
     msub = mo.add_subparsers(dest="models_cmd")
@@ -153,6 +157,8 @@ def flags_to_layer(a: argparse.Namespace) -> dict:
         layer["run"]["stats_json"] = a.stats_json
     if g("name") is not None and a.command == "run":
         layer["control"]["name"] = a.name
+    if g("on_demand"):
+        layer["control"]["on_demand"] = True
     if g("log_level") is not None:
         layer["run"]["log_level"] = a.log_level
     return {k: v for k, v in layer.items() if v}
@@ -200,6 +206,14 @@ def cmd_run(cfg: config_mod.Config, reload=None, watch: list | None = None) -> i
     try:
         if cfg.control.socket:
             helpers.append(ControlServer(controller, cfg.control.name).start())
+        if cfg.control.on_demand:
+            from .control import OnDemand
+            from .output import VirtualCamSink
+
+            cams = [sk for sk in parts.sinks if isinstance(sk, VirtualCamSink)]
+            if not cams or not str(cams[0].cam.device).startswith("/dev/"):
+                raise ConfigError("--on-demand needs the v4l2loopback virtual camera (it watches who opens it)")
+            helpers.append(OnDemand(pipe, str(cams[0].cam.device)).start())
         if cfg.control.watch_config and watch:
             helpers.append(ConfigWatcher(controller, watch).start())
         if cfg.control.hotkeys:
@@ -303,6 +317,12 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_models(a)
         if a.command == "ctl":
             return cmd_ctl(a)
+        if a.command == "doctor":
+            from .doctor import run as doctor
+
+            checks, rc = doctor()
+            print("\n".join(c.line() for c in checks))
+            return rc
         if a.command == "demo":
             layer = flags_to_layer(a)
             layer.setdefault("capture", {}).update(source="sample")

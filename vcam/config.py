@@ -87,6 +87,7 @@ class ControlConfig:
     name: str = _f("default", doc="instance name, for several vcams at once (`vcam ctl --name`)")
     watch_config: bool = _f(True, doc="apply edits of the config files while running")
     release_camera: bool = _f(False, doc="release the real camera while paused (its LED goes off)")
+    on_demand: bool = _f(False, doc="release the real camera while no application reads the virtual camera")
     hotkeys: bool = _f(True, doc="enable hotkeys (global on X11 with pynput, terminal keys, preview window keys)")
     hotkey_blur: str = _f("ctrl+alt+b", doc="global hotkey: toggle blur")
     hotkey_pause: str = _f("ctrl+alt+p", doc="global hotkey: toggle the privacy curtain")

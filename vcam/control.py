@@ -461,3 +461,53 @@ class GlobalHotkeys:
         if self.listener is not None:
             self.listener.stop()
             self.listener = None
+
+
+# --- on-demand camera ----------------------------------------------------------------------------
+
+def readers_of(device: str) -> int:
+    """How many *other* processes have ``device`` open (scanning /proc, as fuser does)."""
+    me = str(os.getpid())
+    n = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or pid == me:
+            continue
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == device:
+                    n += 1
+                    break
+        except OSError:
+            continue
+    return n
+
+
+class OnDemand:
+    """Release the real camera (LED off) while no application reads the virtual camera,
+    and take it back within a second when one opens it (``--on-demand``)."""
+
+    def __init__(self, pipeline, device: str, interval: float = 0.3, count: Callable[[str], int] = readers_of):
+        self.pipeline, self.device, self.interval, self.count = pipeline, device, interval, count
+        self._stop = threading.Event()
+        self._thread = None
+        self.released: bool | None = None
+
+    def start(self) -> "OnDemand":
+        self._thread = threading.Thread(target=self._run, name="vcam-on-demand", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            idle = self.count(self.device) == 0
+            if idle != self.released:
+                self.released = idle
+                self.pipeline.capture.set_released(idle)
+                log.info("%s", f"no application reads {self.device}: camera released" if idle
+                         else f"an application opened {self.device}: camera on")
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(1.0)

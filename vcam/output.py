@@ -85,7 +85,11 @@ class VirtualCamSink(Sink):
             msg = " ".join(str(e).split())[:200]
             if "loopback" in msg.lower() or "v4l2" in msg.lower():
                 raise OutputError(f"cannot open the virtual camera ({msg}): run `{MODPROBE}`, or use --no-virtualcam") from None
-            if "busy" in msg.lower():
+            low = msg.lower()
+            if any(w in low for w in ("resolution", "size", "width", "height", "format")):
+                raise OutputError(f"the virtual camera refused {width}x{height} @ {fps:g} fps ({msg}): pick another "
+                                  f"--size, or reload v4l2loopback (sudo modprobe -r v4l2loopback) so it takes the new size") from None
+            if "busy" in low:
                 raise OutputError(f"virtual camera {device or ''} is busy ({msg}): close the other writer or pick "
                                   f"another with --device") from None
             raise OutputError(f"cannot open the virtual camera ({msg}): check --device/--backend, "
