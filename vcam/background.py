@@ -166,6 +166,16 @@ def pause_card(width: int, height: int, text: str = "camera paused") -> np.ndarr
     return card
 
 
+def shrink(img: np.ndarray, size: tuple[int, int], dst: np.ndarray | None = None) -> np.ndarray:
+    """Area-average ``img`` down to ``size`` (w, h), fast: OpenCV's INTER_AREA is quick for exact
+    halvings (0.7 ms at 1080p) but slow for arbitrary factors (8 ms for 1080p → 120x67), so
+    halve while the result stays at least twice the target, then finish on the small image."""
+    w, h = size
+    while img.shape[1] % 2 == 0 and img.shape[0] % 2 == 0 and img.shape[1] >= 4 * w and img.shape[0] >= 4 * h:
+        img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    return cv2.resize(img, (w, h), dst=dst, interpolation=cv2.INTER_AREA)
+
+
 class Blur:
     """Background blur at reduced resolution, weighted by the matte so that the
     person never bleeds into the blurred background (normalised convolution).
@@ -195,7 +205,7 @@ class Blur:
         if self._key != (W, H, self.strength):
             self._setup(W, H)
         w, h = self.small_size
-        cv2.resize(frame, (w, h), dst=self._small, interpolation=cv2.INTER_AREA)
+        shrink(frame, (w, h), self._small)
         if matte is None:
             blurred = cv2.GaussianBlur(self._small, (0, 0), self.sigma, borderType=cv2.BORDER_REFLECT)
         else:

@@ -16,7 +16,7 @@ from .errors import ConfigError, VcamError
 
 log = logging.getLogger("vcam")
 
-SUBCOMMANDS = ("run", "process", "demo", "models", "remove", "ctl", "doctor")
+SUBCOMMANDS = ("run", "process", "demo", "models", "remove", "ctl", "doctor", "bench")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -102,6 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     ct = sub.add_parser("ctl", help="control a running vcam: status, blur, mode, bg, mirror, pause, model, reload")
     ct.add_argument("--name", default="default", help="which vcam (its control.name)")
     ct.add_argument("words", nargs="+", metavar="COMMAND", help="e.g. status | blur toggle | bg next | mode color")
+
+    b = sub.add_parser("bench", help="benchmark the live pipeline side by side over configurations")
+    b.add_argument("--sizes", default="1280x720,1920x1080", help="comma-separated WxH (default 1280x720,1920x1080)")
+    b.add_argument("--fps", type=float, default=30.0)
+    b.add_argument("--seconds", type=float, default=10.0, help="per configuration and size")
+    b.add_argument("--variant", action="append", default=[], metavar="KEY=V[,KEY=V]",
+                   help="a configuration to compare (matting keys, or sec.key), e.g. input_size=256,threads=2; repeat")
+    b.add_argument("--auto", action="store_true", help="pick input size and rate for this machine; write the user config")
+    b.add_argument("--no-kernels", action="store_true", help="skip the kernel/bandwidth measurements")
+    b.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    b.add_argument("--config", metavar="FILE", help="base config for every run")
 
     sub.add_parser("doctor", help="check v4l2loopback, cameras, GPU runtime, models and hotkeys; say how to fix")
 
@@ -293,6 +304,40 @@ def cmd_remove(cfg: config_mod.Config, a: argparse.Namespace) -> int:
     return remove_cli(cfg, a)
 
 
+def cmd_bench(a: argparse.Namespace) -> int:
+    from . import bench
+
+    sizes = [_size(s) for s in a.sizes.split(",") if s]
+    result: dict = {"runs": []}
+    if a.auto:
+        size = sizes[0]
+        cand, rows, why = bench.auto(size, a.fps, a.seconds, a.config)
+        print(bench.table([(", ".join(f"{k}={v}" for k, v in c.items()), s) for c, s in rows]))
+        path = bench.write_user_config(cand)
+        print(f"\nchose {cand} for {size[0]}x{size[1]}@{a.fps:g}: {why}\nwritten to {path}")
+        result.update(auto=cand, why=why, runs=[{"variant": c, "stats": s} for c, s in rows])
+    else:
+        variants = a.variant or [""]
+        rows = []
+        for size in sizes:
+            for v in variants:
+                s = bench.run_one(size, a.fps, a.seconds, bench.parse_variant(v), a.config)
+                rows.append((v or "default", s))
+                result["runs"].append({"variant": v or "default", "stats": s})
+                print(f"  {v or 'default'} @ {size[0]}x{size[1]}: {s['output_fps']} fps, {s['matting_hz']} Hz",
+                      file=sys.stderr)
+        print(bench.table(rows))
+    if not a.no_kernels:
+        k = bench.kernels_report()
+        result["kernels"] = k
+        print(f"\nkernels at {k['size'][0]}x{k['size'][1]}: copy bandwidth {k['copy_GBps']} GB/s; blend "
+              f"{k['blend_ms']} ms = {k['blend_vs_floor']}x the {k['blend_floor_ms']} ms it takes to stream its bytes; "
+              f"whole compositor (refine + blur + blend) {k['compositor_ms']} ms")
+    if a.json:
+        _write_json(a.json, result)
+    return 0
+
+
 def cmd_ctl(a: argparse.Namespace) -> int:
     from .control import send_command
 
@@ -317,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_models(a)
         if a.command == "ctl":
             return cmd_ctl(a)
+        if a.command == "bench":
+            return cmd_bench(a)
         if a.command == "doctor":
             from .doctor import run as doctor
 

@@ -103,6 +103,7 @@ class MattingStage(_Worker):
         self.stale = 0  # results that finished after a newer one (workers > 1), dropped
         self.inbox, self.outbox = inbox, outbox
         self.min_period = 1.0 / max_hz if max_hz > 0 else 0.0
+        self._next_start = 0.0
         self.timings = Timings()
         self.count = 0
         self.errors = 0
@@ -156,15 +157,16 @@ class MattingStage(_Worker):
             return old if matter is not None else None
 
     def _loop_once(self) -> bool:
+        if not self._pace():  # wait for our slot first, then take the newest frame
+            return False
         try:
             frame = self.inbox.take(timeout=0.1)
         except Closed:
             return False
         if frame is None:
             return True
-        t0 = time.monotonic()
         if self.t_first is None:
-            self.t_first = t0
+            self.t_first = time.monotonic()
         try:
             matte = self.process(frame)
             if matte is None:
@@ -189,11 +191,18 @@ class MattingStage(_Worker):
         if self._recovering(frame.seq):
             log.info("matting recovered")
         self.outbox.put(matte)
-        if self.min_period:
-            rest = self.min_period - (time.monotonic() - t0)
-            if rest > 0:
-                self._stop.wait(rest)
         return True
+
+    def _pace(self) -> bool:
+        """Honour ``max_hz`` across all workers: each inference starts a full period after the
+        previous one started. False if stopped while waiting."""
+        if not self.min_period:
+            return True
+        with self._lock:
+            start = max(time.monotonic(), self._next_start)
+            self._next_start = start + self.min_period
+        delay = start - time.monotonic()
+        return delay <= 0 or not self._stop.wait(delay)
 
     def _recovering(self, seq: int) -> bool:
         """A success on a frame newer than the last failure ends a run of failures (a result that
