@@ -42,6 +42,7 @@ class MattingConfig:
     threads: int = _f(1, lo=0, hi=256, doc="onnxruntime intra-op threads (0: onnxruntime decides)")
     providers: str = _f("auto", doc="onnxruntime execution providers, comma-separated, or 'auto' (TensorRT, CUDA, then CPU)")
     max_hz: float = _f(0.0, lo=0, hi=1000, doc="cap on the matting rate (0: as fast as it goes)")
+    max_age: float = _f(1.0, lo=0.1, hi=3600, doc="a matte older than this (s) is not used: output is fully blurred until a fresh one comes")
     workers: int = _f(2, lo=1, hi=8, doc="parallel inferences for stateless models (use with threads: 1)")
     spin: bool = _f(False, doc="let onnxruntime threads spin between ops (faster model, more CPU burnt)")
 

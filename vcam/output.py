@@ -80,9 +80,13 @@ class VirtualCamSink(Sink):
         if backend:
             kwargs["backend"] = backend
         try:
-            self.cam = pyvirtualcam.Camera(width=width, height=height, fps=fps, **kwargs)
+            self.cam = self._open(pyvirtualcam, width, height, fps, kwargs)
         except Exception as e:  # pyvirtualcam raises RuntimeError/ValueError with multi-line text
             msg = " ".join(str(e).split())[:200]
+            if "not a video output device" in msg.lower():
+                raise OutputError(f"{device or 'the virtual camera'} does not accept a writer now (v4l2loopback 0.12 "
+                                  f"with exclusive_caps=1 stays in capture mode after a previous writer exits): "
+                                  f"reload it with `sudo modprobe -r v4l2loopback && {MODPROBE}`") from None
             if "loopback" in msg.lower() or "v4l2" in msg.lower():
                 raise OutputError(f"cannot open the virtual camera ({msg}): run `{MODPROBE}`, or use --no-virtualcam") from None
             low = msg.lower()
@@ -95,6 +99,19 @@ class VirtualCamSink(Sink):
             raise OutputError(f"cannot open the virtual camera ({msg}): check --device/--backend, "
                               f"or use --no-virtualcam") from None
         log.info("virtual camera: %s (%dx%d @ %g fps)", self.cam.device, width, height, fps)
+
+    @staticmethod
+    def _open(pyvirtualcam, width, height, fps, kwargs, patience: float = 5.0):
+        """Open the device; while a reader that opened it first is probing it (the meeting app was
+        started before vcam, exclusive_caps=1), it briefly refuses writers: retry for a few seconds."""
+        t_end = time.monotonic() + patience
+        while True:
+            try:
+                return pyvirtualcam.Camera(width=width, height=height, fps=fps, **kwargs)
+            except RuntimeError as e:
+                if "not a video output device" not in str(e) or time.monotonic() > t_end:
+                    raise
+                time.sleep(0.1)
 
     def send(self, image):
         self.cam.send(image)

@@ -231,6 +231,8 @@ class CompositeStage(_Worker):
         self.keep_alpha = keep_alpha
         self.max_matte_age = 1.0  # s between the matte's frame and the current one before failing closed
         self.stale_matte = False
+        self.first_matte = False
+        self.t_first_frame: float | None = None
         self.timings = Timings()
         self.count = 0
         self.matte_age = Timings()  # frames between the matte's frame and the composited frame
@@ -251,6 +253,8 @@ class CompositeStage(_Worker):
             return False
         if frame is None:
             return True
+        if self.t_first_frame is None:
+            self.t_first_frame = frame.t_capture
         matte = self.mattes.peek()
         if matte is not None and frame.t_capture - matte.t_capture > self.max_matte_age:
             # Matting has stalled (a slow or stuck model): an old matte no longer fits the
@@ -263,6 +267,9 @@ class CompositeStage(_Worker):
         elif self.stale_matte and matte is not None:
             self.stale_matte = False
             log.info("matting caught up")
+        if matte is not None and not self.first_matte:
+            self.first_matte = True
+            log.info("first matte in use, %.1f s after the first frame", frame.t_capture - self.t_first_frame)
         self.outbox.put(self.process(frame, matte))
         return True
 
@@ -348,6 +355,7 @@ class Pipeline:
                                     max_hz=cfg.matting.max_hz, workers=cfg.matting.workers, on_error=self._fail)
         self.compositing = CompositeStage(parts.compositor, self.c_frames, self.mattes, self.comps,
                                           keep_alpha=keep_alpha, on_error=self._fail)
+        self.compositing.max_matte_age = cfg.matting.max_age
         self.output = OutputStage(self.comps, parts.sinks, c.fps, on_error=self._fail,
                                   curtain=lambda img: parts.compositor.fail_blur(img, None, np.empty_like(img)))
         self.cpu = CpuMeter()
