@@ -1,0 +1,35 @@
+"""`vcam doctor`: each failure it finds comes with its fix."""
+import shutil
+from pathlib import Path
+
+import pytest
+
+from vcam import doctor
+from vcam.cli import main
+from vcam.matting import weights
+
+
+def test_doctor_reports_and_fixes(capsys, tmp_path, monkeypatch, modnet_path):
+    monkeypatch.setenv("VCAM_CACHE_DIR", str(tmp_path))
+    cached = weights.cached_path("modnet")
+    cached.parent.mkdir(parents=True)
+    shutil.copy(modnet_path, cached)
+    with open(cached, "r+b") as f:  # a corrupt cached model
+        f.seek(5000)
+        f.write(b"\x00" * 32)
+    rc = main(["doctor"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "model modnet: cached file fails its sha256 check" in out and "vcam models pull modnet --force" in out
+    assert "onnxruntime" in out and "pyvirtualcam" in out
+    if not Path("/sys/module/v4l2loopback").exists():
+        assert "[FAIL] v4l2loopback is not loaded" in out and "fix:" in out
+
+
+def test_doctor_secure_boot_hint(monkeypatch):
+    monkeypatch.setattr(doctor, "SYS_MOD", Path("/nonexistent/v4l2loopback"))
+    monkeypatch.setattr(doctor, "_run", lambda cmd: "filename: /lib/modules/x/v4l2loopback.ko" if cmd[0] == "modinfo" else None)
+    monkeypatch.setattr(doctor, "secure_boot", lambda: True)
+    checks = doctor.check_loopback()
+    failed = [c for c in checks if c.ok is False]
+    assert failed and "Secure Boot" in failed[0].fix and "mokutil --import" in failed[0].fix
