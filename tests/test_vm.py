@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 
 def _why_not() -> str | None:
     if os.environ.get("VCAM_VM", "0") != "1":
-        return "the VM test takes ~5 minutes of emulation: set VCAM_VM=1 to run it (CI does)"
+        return "the VM test takes ~5 minutes of emulation: set VCAM_VM=1 to run it (as root)"
     if not sys.platform.startswith("linux"):
         return "the VM harness needs Linux"
     if os.geteuid() != 0:
