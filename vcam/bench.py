@@ -101,7 +101,7 @@ def kernels_report(width: int = 1920, height: int = 1080, repeats: int = 30) -> 
 def table(rows: list[tuple[str, dict]]) -> str:
     head = ("| configuration | size | out fps | matting Hz | capture ms p50/p95 | matting ms p50/p95 | "
             "compositor ms p50/p95 | latency ms p50/p95 | drops cap→mat/cap→comp/comp→out | CPU cores | peak RSS MB |")
-    lines = [head, "|" + "---|" * head.count("|")[:-1] if False else "|" + "|".join("---" for _ in head.split("|")[1:-1]) + "|"]
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, s in rows:
         st = s["stage_ms"]
         d = s["dropped"]

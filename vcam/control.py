@@ -466,20 +466,10 @@ class GlobalHotkeys:
 # --- on-demand camera ----------------------------------------------------------------------------
 
 def readers_of(device: str) -> int:
-    """How many *other* processes have ``device`` open (scanning /proc, as fuser does)."""
-    me = str(os.getpid())
-    n = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or pid == me:
-            continue
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                if os.readlink(f"/proc/{pid}/fd/{fd}") == device:
-                    n += 1
-                    break
-        except OSError:
-            continue
-    return n
+    """How many *other* processes have ``device`` open."""
+    from .output import device_openers
+
+    return sum(1 for pid, _ in device_openers(device) if pid != os.getpid())
 
 
 class OnDemand:

@@ -61,18 +61,10 @@ def secure_boot() -> bool | None:
 
 
 def holders(dev: str) -> list[str]:
-    """Programs that have ``dev`` open (from /proc; only those we are allowed to see)."""
-    out = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                if os.readlink(f"/proc/{pid}/fd/{fd}") == dev:
-                    comm = _read(Path(f"/proc/{pid}/comm")) or "?"
-                    out.append(f"{comm} (pid {pid})")
-                    break
-        except OSError:
-            continue
-    return out
+    """Programs that have ``dev`` open."""
+    from .output import device_openers
+
+    return [f"{comm} (pid {pid})" for pid, comm in device_openers(dev)]
 
 
 def video_devices() -> list[tuple[str, str, bool]]:

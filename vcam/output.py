@@ -132,6 +132,25 @@ def _video_devices() -> list[str]:
         return []
 
 
+def device_openers(dev: str) -> list[tuple[int, str]]:
+    """``(pid, command)`` of every process that has ``dev`` open, from /proc (as fuser does;
+    only the processes we may inspect)."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == dev:
+                    try:
+                        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+                    except OSError:
+                        comm = "?"
+                    out.append((int(pid), comm))
+                    break
+        except OSError:
+            continue
+    return out
+
+
 def _is_loopback(dev: str) -> bool:
     name = Path("/sys/class/video4linux") / Path(dev).name / "name"
     try:
