@@ -1,0 +1,60 @@
+"""Prompted segmentation (MobileSAM): click or box to choose the subject.
+
+* :mod:`.export`: the one-time export from the registry sdist (``vcam models pull mobilesam``);
+* :mod:`.sam`: the ONNX encoder/decoder pair;
+* :mod:`.select`: SAM's choice fused with the matting model and refined;
+* :mod:`.keep`: the live "keep only this person" filter;
+* :mod:`.picker`: the interactive picker (``vcam remove --pick``).
+"""
+from __future__ import annotations
+
+import threading
+
+from .prompt import Prompt, PromptError, parse_box, parse_point
+
+__all__ = ["Prompt", "PromptError", "PromptSession", "get_sam", "parse_box", "parse_point"]
+
+_SAM = None
+_SAM_LOCK = threading.Lock()
+
+
+def get_sam():
+    """The process-wide :class:`~vcam.segment.sam.MobileSam` (loaded on first use)."""
+    global _SAM
+    with _SAM_LOCK:
+        if _SAM is None:
+            from .sam import MobileSam
+
+            _SAM = MobileSam()
+        return _SAM
+
+
+class PromptSession:
+    """One image, encoded once: every :meth:`select` after the first answers in milliseconds
+    plus refinement. ``matting``: a :class:`vcam.still.Session` whose matte gives people
+    their edges (default: the shared MODNet session)."""
+
+    def __init__(self, bgr, *, sam=None, matting=None):
+        self.bgr = bgr
+        self.sam = sam or get_sam()
+        self.embedding = self.sam.embed(bgr)
+        self._matting = matting
+        self._matte = None
+
+    @property
+    def matte(self):
+        if self._matte is None:
+            if self._matting is None:
+                from ..still import _session_for
+
+                self._matting = _session_for("modnet")
+            self._matte = self._matting.alpha(self.bgr)
+        return self._matte
+
+    def select(self, prompt: Prompt, *, refine: bool = True):
+        from .select import select
+
+        h, w = self.bgr.shape[:2]
+        prompt.check(w, h)
+        return select(self.bgr, prompt, self.sam, matte=self.matte if prompt.points else None,
+                      embedding=self.embedding, refine=refine)
