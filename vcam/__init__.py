@@ -9,6 +9,7 @@ Python API for stills (see :mod:`vcam.still` for the accepted and returned types
     cutout = vcam.remove(pil_image)                      # RGBA PIL image
     session = vcam.new_session("modnet")                 # reuse the model for a batch
     mask = vcam.remove(numpy_rgb, only_mask=True, session=session)
+    one = vcam.remove(pil_image, prompt=vcam.Prompt(points=[(320, 200)]))  # MobileSAM picks the subject
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ __version__ = "0.1.0"
 
 from .errors import VcamError  # noqa: E402
 
-__all__ = ["VcamError", "__version__", "remove", "new_session", "Session"]
+__all__ = ["VcamError", "__version__", "remove", "new_session", "Session", "Prompt"]
 
 
 def __getattr__(name):
@@ -25,4 +26,8 @@ def __getattr__(name):
         from . import still
 
         return getattr(still, name)
+    if name == "Prompt":
+        from .segment import Prompt
+
+        return Prompt
     raise AttributeError(f"module 'vcam' has no attribute {name!r}")

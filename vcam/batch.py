@@ -40,6 +40,7 @@ def remove_cli(cfg: Config, a) -> int:
     am = AlphaMatting(foreground_threshold=a.alpha_matting_foreground_threshold,
                       background_threshold=a.alpha_matting_background_threshold,
                       erode_size=a.alpha_matting_erode_size) if a.alpha_matting else None
+    prompt = _prompt(a, inputs)
     workers = a.workers or os.cpu_count() or 1
     workers = max(1, min(workers, len(inputs)))
     # Parallel images, one onnxruntime thread each: the cores are used by whole images.
@@ -57,7 +58,7 @@ def remove_cli(cfg: Config, a) -> int:
         if src == "-":
             data = sys.stdin.buffer.read()
             out = cutout(decode(data, "stdin"), session=session, only_mask=a.only_mask, alpha_matting=am,
-                         post_process=a.post_process, background=background)
+                         post_process=a.post_process, background=background, prompt=prompt)
             sys.stdout.buffer.write(encode(out, ext))
             sys.stdout.buffer.flush()
             return "done"
@@ -67,7 +68,7 @@ def remove_cli(cfg: Config, a) -> int:
         if a.skip_existing and dst.exists():
             return "skipped"
         out = cutout(read_image(src), session=session, only_mask=a.only_mask, alpha_matting=am,
-                     post_process=a.post_process, background=background)
+                     post_process=a.post_process, background=background, prompt=prompt)
         data = encode(out, ext)
         tmp = dst.with_name(dst.name + ".part")
         try:
@@ -102,3 +103,24 @@ def remove_cli(cfg: Config, a) -> int:
     if len(inputs) > 1 or counts["failed"]:
         log.info("%d written, %d skipped, %d failed", counts["done"], counts["skipped"], counts["failed"])
     return 1 if counts["failed"] else 0
+
+
+def _prompt(a, inputs):
+    """``--point/--neg/--box`` → a Prompt (checked against each image when it is read);
+    ``--pick`` → the picker on the one input."""
+    if getattr(a, "pick", False):
+        if len(inputs) != 1 or inputs[0] == "-":
+            raise ConfigError("--pick works on one image file at a time: name a single image")
+        from .segment import PromptSession
+        from .segment.picker import has_display, pick
+
+        if not has_display():
+            pick(None)  # raises the one-line "needs a display" error before loading models
+        return pick(PromptSession(read_image(inputs[0])))
+    if not (a.point or a.neg or a.box):
+        return None
+    from .segment import Prompt
+
+    if a.neg and not (a.point or a.box):
+        raise ConfigError("--neg only removes from a selection: add a --point on the subject or a --box")
+    return Prompt(points=tuple(a.point), neg=tuple(a.neg), box=a.box)

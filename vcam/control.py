@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import select
 import socket
 import struct
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 MODES = config_mod.MODES
 HELP = ("commands: status | blur on|off|toggle|up|down|N | mode blur|replace|color|none | "
-        "bg next|prev|PATH|COLOR | mirror on|off|toggle | pause on|off|toggle | model NAME | reload | stop")
+        "bg next|prev|PATH|COLOR | mirror on|off|toggle | pause on|off|toggle | model NAME | keep X,Y|all | reload | stop")
 
 
 def runtime_dir() -> Path:
@@ -144,6 +145,8 @@ class Controller:
             m = replace(self.cfg.matting, model=args[0])
             self.pipeline.switch_model(m)
             self.cfg = replace(self.cfg, matting=m)
+        elif cmd == "keep":
+            self._keep(args)
         elif cmd == "reload":
             if self._reload is None:
                 raise ConfigError("this vcam was not started from a config it can reload")
@@ -155,6 +158,22 @@ class Controller:
         else:
             raise ConfigError(f"unknown command {cmd!r}; {HELP}")
         return self.status()
+
+    def _keep(self, args: list[str]) -> None:
+        """``keep X,Y`` in the pixels of the picture the call sees (mirrored if mirror is on);
+        ``keep all`` to keep everyone."""
+        if not args:
+            raise ConfigError("keep needs X,Y (a pixel on the person to keep) or all")
+        if args[0].lower() in ("all", "none", "off", "clear"):
+            self.pipeline.keep(None)
+            return
+        from .segment.prompt import parse_point
+
+        x, y = parse_point(",".join(w for w in re.split(r"[,\s]+", " ".join(args)) if w), "keep")
+        frame = self.pipeline.matting.last_frame
+        if frame is not None and self.cfg.compositor.mirror:
+            x = frame.image.shape[1] - 1 - x
+        self.pipeline.keep(x, y)
 
     def tick(self) -> None:
         """Called a few times a second by the supervisor: timed background rotation."""
@@ -176,6 +195,7 @@ class Controller:
             "fps_in": st["capture_fps"], "fps_out": st["output_fps"], "matting_hz": st["matting_hz"],
             "latency_ms": {"p50": st["latency_ms"]["p50"], "p95": st["latency_ms"]["p95"]},
             "dropped": st["dropped"], "uptime_s": round(time.monotonic() - self.t_start, 1),
+            "keep": keeper.status() if (keeper := self.pipeline.matting.keeper) is not None else {"state": "all"},
         }
 
 

@@ -177,6 +177,16 @@ class PreviewSink(Sink):
             raise OutputError(f"cannot open a preview window ({str(e).splitlines()[0][:120]}): "
                               f"install opencv-python (not -headless), or drop --preview") from None
         self.on_key: Callable[[int], None] | None = None
+        self.on_click: Callable[[str, int, int], None] | None = None  # ("left"|"right", x, y)
+        cv2.setMouseCallback(self.window, self._mouse)
+
+    def _mouse(self, event, x, y, flags=0, param=None):
+        if self.on_click is None:
+            return
+        if event == cv2.EVENT_LBUTTONUP:
+            self.on_click("left", x, y)
+        elif event == cv2.EVENT_RBUTTONUP:
+            self.on_click("right", x, y)
 
     def send(self, image):
         cv2.imshow(self.window, image)

@@ -24,7 +24,7 @@ from .capture import CaptureStage, Source, open_source
 from .compositor import Compositor
 from .refine import Refiner, small_gray
 from .config import Config
-from .errors import VcamError
+from .errors import ConfigError, VcamError
 from .frames import Composite, Frame, Matte
 from .mailbox import Closed, Mailbox
 from .matting import Matter, create as create_matter
@@ -111,6 +111,8 @@ class MattingStage(_Worker):
         self._failed_seq = -1
         self._size = None
         self.t_first: float | None = None
+        self.keeper = None  # a segment.keep.SubjectKeeper once `keep X,Y` is used
+        self.last_frame: Frame | None = None
 
     def process(self, frame: Frame) -> Matte | None:
         """Matte for ``frame``; ``None`` if a newer frame's matte was published meanwhile."""
@@ -134,6 +136,9 @@ class MattingStage(_Worker):
                 self.stale += 1
                 return None
             self._last_seq = frame.seq
+            self.last_frame = frame
+            if self.keeper is not None:
+                raw = self.keeper.apply(raw)  # "keep only this person": in frame order
             # The frame at matte resolution: the smoother's motion detector and the refiner's guide.
             guide = small_gray(frame.image, raw.shape)  # [h, w] u8
             alpha = self.smoother(raw, guide)
@@ -377,6 +382,22 @@ class Pipeline:
 
     def switch_smoothing(self, smoothing_cfg) -> None:
         self.matting.swap(smoother=smoothing.create(smoothing_cfg))
+
+    def keep(self, x: float | None, y: float | None = None) -> dict:
+        """Keep only the person at camera pixel (x, y); ``None`` keeps everyone again."""
+        if x is None:
+            if self.matting.keeper is not None:
+                self.matting.keeper.clear()
+            return {"state": "all"}
+        frame = self.matting.last_frame
+        if frame is None:
+            raise ConfigError("no camera frame has been matted yet: try again in a moment")
+        if self.matting.keeper is None:
+            from .segment.keep import SubjectKeeper
+
+            self.matting.keeper = SubjectKeeper()
+        self.matting.keeper.request(frame.image, x, y)
+        return self.matting.keeper.status()
 
     def request_stop(self) -> None:
         self._stop.set()

