@@ -102,15 +102,22 @@ def main() -> int:
     step = max(1, len(files) // max(1, args.portraits))
     files = files[::step][: args.portraits]
     res = {"deepest": [], "face": [], "sam_best": [], "sam_largest": []}
+    clicks_ms, encode_s = [], []
     t0 = time.perf_counter()
     for f in files:
         img = cv2.imread(str(f))
         gt = cv2.imread(str(EVAL / "portraits" / "masks" / (f.stem + ".png")), cv2.IMREAD_GRAYSCALE) > 127
+        t = time.perf_counter()
         session = vcam.segment.PromptSession(img)  # one encoding per image, as the picker does
+        encode_s.append(time.perf_counter() - t)
         d = deepest(gt)
         fp = face_point(gt)
         res["deepest"].append(iou(session.select(Prompt(points=[d])).alpha > 127, gt))
         res["face"].append(iou(session.select(Prompt(points=[fp])).alpha > 127, gt))
+        for pt in (d, fp):  # what the picker does on each click: decoder + fusion, no closed-form refinement
+            t = time.perf_counter()
+            session.select(Prompt(points=[pt]), refine=False)
+            clicks_ms.append((time.perf_counter() - t) * 1e3)
         m = session.sam.predict(session.embedding, Prompt(points=[d]))
         res["sam_best"].append(iou(m.binary(choose_mask(m, None)), gt))
         res["sam_largest"].append(iou(m.logits[int(np.argmax((m.logits > 0).sum((1, 2))))] > 0, gt))
@@ -124,7 +131,10 @@ def main() -> int:
                      ("deepest", "vcam, deepest interior point"), ("face", "vcam, click on the face")):
         v = np.array(res[k])
         print(f"| {label} | {v.mean():.3f} | {np.percentile(v, 10):.3f} | {(v >= 0.95).mean():.2f} |")
+    print(f"\npicker: image encoding {np.median(encode_s):.2f} s median; each click {np.median(clicks_ms):.0f} ms "
+          f"median, {np.percentile(clicks_ms, 95):.0f} ms p95 (decoder + fusion, {len(clicks_ms)} clicks)")
     out["portraits"] = {k: float(np.mean(v)) for k, v in res.items()}
+    out["click_ms"] = {"p50": float(np.median(clicks_ms)), "p95": float(np.percentile(clicks_ms, 95))}
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0

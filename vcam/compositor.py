@@ -63,6 +63,8 @@ class Compositor:
         self.refiner = Refiner(refine)
         self._size = None
         self.fail_blur = Blur(100)
+        self._est_blur = Blur(25)  # the old room behind the person's border, for decontamination
+        self._soft_key = None
         self._card = None
         self._lock = threading.Lock()  # serialises configure() calls, not rendering
         self.look: Look | None = None
@@ -123,6 +125,11 @@ class Compositor:
             self._bg = np.empty((H, W, 3), np.uint8)  # private scratch, never handed on
             self._gray = np.empty((H, W), np.uint8)
             self._card = None
+            self._est = np.empty((H, W, 3), np.uint8)  # private scratch for the edge path
+            self._soft = np.empty((H, W, 3), np.uint8)
+            self._wrap = np.zeros((H, W), np.uint8)
+            self._flat_bg = np.empty((H, W, 3), np.uint8)
+            self._soft_key = None
 
     def compose(self, img: np.ndarray, alpha: np.ndarray, out: np.ndarray | None = None, *,
                 fg: np.ndarray | None = None, weight: np.ndarray | None = None, look: Look | None = None) -> np.ndarray:
@@ -138,6 +145,10 @@ class Compositor:
         out = np.empty_like(img) if out is None else out
         fg = img if fg is None else fg
         mode = look.cfg.mode
+        edge = fg is img and mode in ("replace", "color") and (
+            look.cfg.decontaminate or (mode == "replace" and look.cfg.light_wrap > 0))
+        if edge and (mode == "color" or look.background is not None):
+            return self._compose_edge(img, alpha, out, alpha if weight is None else weight, look)
         if mode == "color":
             return kernels.blend_color(out, fg, look.color, alpha)
         if mode == "blur" or (mode == "replace" and look.background is None):
@@ -148,6 +159,54 @@ class Compositor:
             np.copyto(out, img)
             return out
         return kernels.blend(out, fg, bg, alpha)
+
+    def _compose_edge(self, img, alpha, out, weight, look: Look) -> np.ndarray:
+        """replace/color with decontamination and light wrap (``kernels.blend_edge``)."""
+        H, W = img.shape[:2]
+        cfg = look.cfg
+        if cfg.mode == "color":
+            if self._soft_key != ("color", look.color.tobytes()):
+                self._flat_bg[:] = look.color
+                self._soft_key = ("color", look.color.tobytes())
+            bg = soft = self._flat_bg
+        else:
+            bg = look.background.at(W, H)
+            soft = self._soft_of(bg)
+        if cfg.decontaminate:
+            # Only clear room counts: a pixel a quarter person is already excluded, so the
+            # estimate behind the border is not tinted by the person it is removed from.
+            w = weight.astype(np.float32) * np.float32(4 / 255) if weight.dtype == np.uint8 else weight * np.float32(4)
+            est = self._est_blur(img, np.minimum(w, 1.0, out=w), self._est)
+        else:
+            est = img
+        wrap = self._wrap
+        if cfg.mode == "replace" and cfg.light_wrap > 0:
+            self._wrap_weight(weight, cfg.light_wrap, W, H)
+        else:
+            wrap.fill(0)
+        return kernels.blend_edge(out, img, bg, est, soft, wrap, alpha)
+
+    def _soft_of(self, bg: np.ndarray) -> np.ndarray:
+        """The new background blurred (what light from it looks like); cached while it is the same image."""
+        key = (id(bg), bg.shape, bg.__array_interface__["data"][0])
+        if self._soft_key != key:
+            H, W = bg.shape[:2]
+            small = cv2.resize(bg, (max(8, W // 8), max(8, H // 8)), interpolation=cv2.INTER_AREA)
+            cv2.GaussianBlur(small, (0, 0), 2.0, dst=small)
+            cv2.resize(small, (W, H), dst=self._soft, interpolation=cv2.INTER_LINEAR)
+            self._soft_key = key
+        return self._soft
+
+    def _wrap_weight(self, matte: np.ndarray, strength: float, W: int, H: int) -> None:
+        """Light-wrap weight: high on the person's side of the border, fading inwards over
+        about 2 % of the width. Computed at matte resolution, upsampled once."""
+        m = matte.astype(np.float32) * np.float32(1 / 255) if matte.dtype == np.uint8 else matte
+        if m.shape[1] > 480:  # a full-resolution alpha (stills): work at a matte-like size
+            m = cv2.resize(m, (480, max(8, int(480 * m.shape[0] / m.shape[1]))), interpolation=cv2.INTER_AREA)
+        sigma = max(1.0, 0.02 * m.shape[1])
+        outside = 1.0 - cv2.GaussianBlur(m, (0, 0), sigma)
+        w = np.clip(m * outside * (2.0 * strength), 0.0, 1.0)
+        cv2.resize((w * 255).astype(np.uint8), (W, H), dst=self._wrap, interpolation=cv2.INTER_LINEAR)
 
     def render(self, frame: Frame, matte: Matte | None, *, keep_alpha: bool = False) -> Composite:
         """Composite ``frame`` with ``matte`` (``None``: no matte yet → fail closed)."""

@@ -45,6 +45,7 @@ class MattingConfig:
     max_age: float = _f(1.0, lo=0.1, hi=3600, doc="a matte older than this (s) is not used: output is fully blurred until a fresh one comes")
     workers: int = _f(2, lo=1, hi=8, doc="parallel inferences for stateless models (use with threads: 1)")
     spin: bool = _f(False, doc="let onnxruntime threads spin between ops (faster model, more CPU burnt)")
+    guard: bool = _f(True, doc="live: no person, or a matte that collapsed (mostly undecided, or everything), shows the fully blurred frame")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,6 +72,8 @@ class CompositorConfig:
     mirror: bool = _f(False, doc="flip the output horizontally")
     paused: bool = _f(False, doc="privacy curtain: show the pause card instead of the camera")
     pause_style: str = _f("blur", choices=("blur", "card"), doc="what the curtain shows: the fully blurred frame, or a still card")
+    decontaminate: bool = _f(True, doc="replace/color: take the old room's colour out of the person's soft border (no fringe)")
+    light_wrap: float = _f(0.2, lo=0.0, hi=1.0, doc="replace: how much of the new background's light wraps the person's rim (0: off)")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -93,6 +93,35 @@ def _guided_upsample(out, a_lo, b_lo, guide, ah, bh):
             o[x] = np.uint8(min(max(v, np.float32(0.0)), np.float32(255.0)))
 
 
+@njit("void(u1[::1], u1[::1], u1[::1], u1[::1], u1[::1], u1[::1], u1[::1])", nogil=True, cache=True, fastmath=True)
+def _blend_edge(out, img, bg, est, soft, wrap, alpha):
+    # out, img, bg, est, soft: [H*W*3] u8; wrap, alpha: [H*W] u8.
+    # Inside (a = 255, no wrap) and outside (a = 0) this is the plain blend. In the soft
+    # border the camera pixel is a mix I = a·F + (1 - a)·B of the person F and the old
+    # room B; with est ≈ B (the matte-weighted blur of the room) F = (I - (1 - a)·est) / a
+    # takes the old room's colour out (decontamination). Then the light wrap mixes a
+    # little of the new background's blurred light (soft) into the person's rim.
+    n = alpha.shape[0]
+    for i in range(n):
+        a = np.int32(alpha[i])
+        w = np.int32(wrap[i])
+        j = 3 * i
+        if a == 0 or (a == 255 and w == 0):
+            for c in range(3):
+                x = np.int32(img[j + c]) * a + np.int32(bg[j + c]) * (255 - a) + 128
+                out[j + c] = np.uint8((x + (x >> 8)) >> 8)
+            continue
+        af = np.float32(a) * np.float32(1 / 255)
+        inv = np.float32(1.0) / max(af, np.float32(0.125))
+        wf = np.float32(w) * np.float32(1 / 255)
+        for c in range(3):
+            f = (np.float32(img[j + c]) - (np.float32(1.0) - af) * np.float32(est[j + c])) * inv
+            f = min(max(f, np.float32(0.0)), np.float32(255.0))
+            f += (np.float32(soft[j + c]) - f) * wf
+            v = f * af + np.float32(bg[j + c]) * (np.float32(1.0) - af) + np.float32(0.5)
+            out[j + c] = np.uint8(min(max(v, np.float32(0.0)), np.float32(255.0)))
+
+
 def _flat(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1)
 
@@ -115,6 +144,25 @@ def blend_color(out: np.ndarray, fg: np.ndarray, color_bgr, alpha: np.ndarray) -
     if out.shape != fg.shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
         raise ValueError(f"blend_color: out {out.shape} must match fg {fg.shape} (uint8, contiguous)")
     _blend_color(_flat(out), _flat(fg), np.asarray(color_bgr, np.uint8).reshape(3), _flat(alpha))
+    return out
+
+
+def blend_edge(out: np.ndarray, img: np.ndarray, bg: np.ndarray, est: np.ndarray, soft: np.ndarray,
+               wrap: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Blend with foreground decontamination and light wrap (see ``_blend_edge``).
+
+    ``img``: the camera frame; ``bg``: the new background; ``est``: an estimate of the old
+    room behind the person (a matte-weighted blur); ``soft``: the new background, blurred;
+    ``wrap``: ``[H, W] u8`` light-wrap weight; ``alpha``: ``[H, W] u8``. All images
+    ``[H, W, 3] uint8``. With ``est`` = ``img`` and ``wrap`` = 0 this is :func:`blend` wherever alpha ≥ 1/8.
+    """
+    img = check_image(img, "img")
+    for name, a in (("bg", bg), ("est", est), ("soft", soft), ("out", out)):
+        if a.shape != img.shape or a.dtype != np.uint8 or not a.flags.c_contiguous:
+            raise ValueError(f"blend_edge: {name} {a.shape} must match img {img.shape} (uint8, contiguous)")
+    _check_alpha(alpha, img.shape)
+    _check_alpha(wrap, img.shape)
+    _blend_edge(_flat(out), _flat(img), _flat(bg), _flat(est), _flat(soft), _flat(wrap), _flat(alpha))
     return out
 
 

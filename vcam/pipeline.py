@@ -85,6 +85,23 @@ class _Worker:
         pass
 
 
+def collapse_reason(alpha: np.ndarray) -> str:
+    """Why a live matte must not be used (empty string: it is fine). ``alpha``: [h, w] f32.
+
+    No person (under 0.5 % of the picture is foreground), a garbage matte (over 30 % of
+    the picture undecided between 0.1 and 0.9), or a matte that claims the whole picture
+    (over 97 %): all three would show the room or nothing useful, so the output blurs."""
+    cover = float(np.count_nonzero(alpha > 0.5)) / alpha.size
+    if cover < 0.005:
+        return "no person in view"
+    if cover > 0.97:
+        return f"the matte covers {cover:.0%} of the picture"
+    undecided = float(np.count_nonzero((alpha > 0.1) & (alpha < 0.9))) / alpha.size
+    if undecided > 0.3:
+        return f"the matte is unreliable ({undecided:.0%} of the picture undecided)"
+    return ""
+
+
 class MattingStage(_Worker):
     """Model inference plus temporal smoothing. ``process(frame)`` is the unit of work."""
 
@@ -112,6 +129,9 @@ class MattingStage(_Worker):
         self._size = None
         self.t_first: float | None = None
         self.keeper = None  # a segment.keep.SubjectKeeper once `keep X,Y` is used
+        self.guard = False  # live runs: blur when the matte collapses (see collapse_reason)
+        self.collapsed = 0  # mattes withheld by the guard
+        self._collapse = ""
         self.last_frame: Frame | None = None
 
     def process(self, frame: Frame) -> Matte | None:
@@ -195,8 +215,25 @@ class MattingStage(_Worker):
             return True
         if self._recovering(frame.seq):
             log.info("matting recovered")
+        if self.guard:
+            matte = self._guarded(matte)
         self.outbox.put(matte)
         return True
+
+    def _guarded(self, matte: Matte) -> Matte:
+        """Fail closed on a collapsed matte: publish "no matte" (the compositor blurs everything)."""
+        why = collapse_reason(matte.alpha)
+        with self._lock:
+            was, self._collapse = self._collapse, why
+            if why:
+                self.collapsed += 1
+        if why and not was:
+            log.warning("%s: output fully blurred until a person is clearly in view", why)
+        elif was and not why:
+            log.info("person in view again: the matte is in use")
+        if why:
+            return Matte(alpha=None, seq=matte.seq, t_capture=matte.t_capture, source_size=matte.source_size)
+        return matte
 
     def _pace(self) -> bool:
         """Honour ``max_hz`` across all workers: each inference starts a full period after the
@@ -361,6 +398,7 @@ class Pipeline:
         self.compositing = CompositeStage(parts.compositor, self.c_frames, self.mattes, self.comps,
                                           keep_alpha=keep_alpha, on_error=self._fail)
         self.compositing.max_matte_age = cfg.matting.max_age
+        self.matting.guard = cfg.matting.guard
         self.output = OutputStage(self.comps, parts.sinks, c.fps, on_error=self._fail,
                                   curtain=lambda img: parts.compositor.fail_blur(img, None, np.empty_like(img)))
         self.cpu = CpuMeter()
@@ -461,7 +499,8 @@ class Pipeline:
             "matting_hz": round(m.count / m_wall, 2) if m_wall else 0.0,
             "latency_ms": o.latency.summary(),
             "frames": {"captured": self.capture.frames, "matted": m.count, "composited": self.compositing.count,
-                       "sent": o.sent, "repeated": o.repeats, "matting_errors": m.errors},
+                       "sent": o.sent, "repeated": o.repeats, "matting_errors": m.errors,
+                       "mattes_withheld": m.collapsed},
             "dropped": {"matting stale": m.stale, "capture→matting": self.m_frames.drops, "capture→compositor": self.c_frames.drops,
                         "compositor→output": self.comps.drops},
             "stage_ms": {"capture": self.capture.timings.summary(), "matting": m.timings.summary(),

@@ -44,7 +44,7 @@ class Matter(abc.ABC):
 
 def create(cfg) -> Matter:
     """Build the matter named by ``cfg.model`` (a :class:`~vcam.config.MattingConfig`)."""
-    from . import modnet, rvm, u2netp  # noqa: F401  (registration side effects)
+    from . import lite, modnet, rvm, u2netp  # noqa: F401  (registration side effects)
 
     cls = MATTERS.get(cfg.model)
     if cls is None:

@@ -70,6 +70,16 @@ WEIGHTS: dict[str, WeightSpec] = {
             size=14975696,
             about="Robust Video Matting, MobileNetV3, recurrent",
         ),
+        WeightSpec(
+            name="lite",
+            filename="selfie_segmentation_landscape.tflite",
+            licence="Apache-2.0",
+            wheel="mediapipe==0.10.21",  # the 1.x wheels no longer ship it; only the file is unpacked
+            member="mediapipe/modules/selfie_segmentation/selfie_segmentation_landscape.tflite",
+            sha256="a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd",
+            size=250145,
+            about="MediaPipe selfie segmentation, landscape 144x256: weak laptops (needs vcam[lite])",
+        ),
     )
 }
 
