@@ -74,7 +74,7 @@ def test_models_list(capsys, modnet_path):
     rc, out, _ = _run(capsys, "models", "list")
     assert rc == 0
     row = next(l for l in out.splitlines() if l.startswith("modnet"))
-    assert "Apache-2.0" in row and "25.9MB" in row and "yes" in row
+    assert "Apache-2.0" in row and "25.9MB" in row and "cached" in row and "not cached" not in row
     assert "GPL-3.0" in next(l for l in out.splitlines() if l.startswith("rvm"))
 
 

@@ -54,7 +54,7 @@ def test_light_wrap_lights_the_rim_and_not_the_middle(tmp_path):
     rim = (a8 == 255) & (a8[::-1] == 255)  # inside the person...
     yy, xx = np.mgrid[:240, :320]
     d = np.hypot(xx - 160, yy - 120)
-    rim &= (d > 66) & (d < 72)  # ...just inside its edge
+    rim &= (d > 70) & (d < 74)  # ...just inside its edge
     middle = d < 20
     gain = (outs[0.5][..., 2] - outs[0.0][..., 2])
     assert gain[rim].mean() > 15  # the red background's light wraps the rim

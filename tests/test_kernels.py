@@ -38,7 +38,7 @@ def test_blend_color_matches_numpy():
 def _edge_reference(img, bg, est, soft, wrap, a8):
     a = a8[..., None] / 255.0
     f = np.clip((img - (1 - a) * est) / np.maximum(a, 0.125), 0, 255)
-    f = f + (soft - f) * (wrap[..., None] / 255.0)
+    f = f + (soft - f) * (wrap[..., None] / 255.0) * a * a
     ref = np.clip(f * a + bg * (1 - a) + 0.5, 0, 255).astype(np.uint8)
     plain = (a8 == 0) | ((a8 == 255) & (wrap == 0))
     ref[plain] = np.round(img[plain] * a[plain] + bg[plain] * (1 - a[plain])).astype(np.uint8)

@@ -199,11 +199,11 @@ class Compositor:
 
     def _wrap_weight(self, matte: np.ndarray, strength: float, W: int, H: int) -> None:
         """Light-wrap weight: high on the person's side of the border, fading inwards over
-        about 2 % of the width. Computed at matte resolution, upsampled once."""
+        about 1 % of the width. Computed at matte resolution, upsampled once."""
         m = matte.astype(np.float32) * np.float32(1 / 255) if matte.dtype == np.uint8 else matte
         if m.shape[1] > 480:  # a full-resolution alpha (stills): work at a matte-like size
             m = cv2.resize(m, (480, max(8, int(480 * m.shape[0] / m.shape[1]))), interpolation=cv2.INTER_AREA)
-        sigma = max(1.0, 0.02 * m.shape[1])
+        sigma = max(1.0, 0.012 * m.shape[1])
         outside = 1.0 - cv2.GaussianBlur(m, (0, 0), sigma)
         w = np.clip(m * outside * (2.0 * strength), 0.0, 1.0)
         cv2.resize((w * 255).astype(np.uint8), (W, H), dst=self._wrap, interpolation=cv2.INTER_LINEAR)

@@ -73,7 +73,7 @@ class CompositorConfig:
     paused: bool = _f(False, doc="privacy curtain: show the pause card instead of the camera")
     pause_style: str = _f("blur", choices=("blur", "card"), doc="what the curtain shows: the fully blurred frame, or a still card")
     decontaminate: bool = _f(True, doc="replace/color: take the old room's colour out of the person's soft border (no fringe)")
-    light_wrap: float = _f(0.2, lo=0.0, hi=1.0, doc="replace: how much of the new background's light wraps the person's rim (0: off)")
+    light_wrap: float = _f(0.1, lo=0.0, hi=1.0, doc="replace: how much of the new background's light wraps the person's rim (0: off)")
 
 
 @dataclass(frozen=True, kw_only=True)

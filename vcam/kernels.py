@@ -100,7 +100,7 @@ def _blend_edge(out, img, bg, est, soft, wrap, alpha):
     # border the camera pixel is a mix I = a·F + (1 - a)·B of the person F and the old
     # room B; with est ≈ B (the matte-weighted blur of the room) F = (I - (1 - a)·est) / a
     # takes the old room's colour out (decontamination). Then the light wrap mixes a
-    # little of the new background's blurred light (soft) into the person's rim.
+    # little of the new background's blurred light (soft) into the person's solid rim.
     n = alpha.shape[0]
     for i in range(n):
         a = np.int32(alpha[i])
@@ -113,7 +113,8 @@ def _blend_edge(out, img, bg, est, soft, wrap, alpha):
             continue
         af = np.float32(a) * np.float32(1 / 255)
         inv = np.float32(1.0) / max(af, np.float32(0.125))
-        wf = np.float32(w) * np.float32(1 / 255)
+        # Light wraps the solid rim, not the see-through strands (they already show the new background).
+        wf = np.float32(w) * np.float32(1 / 255) * af * af
         for c in range(3):
             f = (np.float32(img[j + c]) - (np.float32(1.0) - af) * np.float32(est[j + c])) * inv
             f = min(max(f, np.float32(0.0)), np.float32(255.0))
