@@ -200,12 +200,12 @@ def cutout(bgr: np.ndarray, *, session: Session, only_mask: bool = False, alpha_
     ``[H, W, 3]`` BGR composite (``background``: compositor keys) or ``[H, W, 4]`` BGRA cutout.
 
     ``prompt``: a :class:`vcam.segment.Prompt` → MobileSAM chooses the subject, fused with
-    this session's matte and refined (see :mod:`vcam.segment.select`)."""
+    MODNet's matte and refined (see :mod:`vcam.segment.select`)."""
     comp_cfg = replace(session.cfg.compositor, **background) if background else None
     if prompt is not None:
         from .segment import PromptSession
 
-        sel = PromptSession(bgr, matting=session).select(prompt)
+        sel = PromptSession(bgr).select(prompt)  # people get MODNet's edges, whatever --model says
         return finish(bgr, sel.alpha, sel.foreground, session=session, only_mask=only_mask, comp_cfg=comp_cfg,
                       post_process=post_process)
     alpha, composite = session.run(bgr, comp_cfg)

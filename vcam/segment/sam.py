@@ -12,6 +12,7 @@ from .export import verified_paths
 from .prompt import Prompt
 
 SIZE = 1024
+DECODE_SIZE = 512  # long side of the decoder's own upsampling (see predict)
 _MEAN = np.array([123.675, 116.28, 103.53], np.float32)
 _STD = np.array([58.395, 57.12, 57.375], np.float32)
 
@@ -72,19 +73,22 @@ class MobileSam:
             pts.append((0.0, 0.0)), labels.append(-1)  # SAM's "no box" padding point
         coords = np.asarray(pts, np.float32)[None] * emb.scale
         oh, ow = out_size or (emb.height, emb.width)
-        # The decoder maps masks back through the encoder's resize of an (oh, ow) image;
-        # asking for another size of the same aspect scales the mask accordingly.
+        # The decoder upsamples its 256x256 masks to the size it is given, inside the graph,
+        # for all four candidates; SAM's masks carry no detail beyond 256 px anyway, so it
+        # works at most at DECODE_SIZE (same aspect) and only the answer is scaled further.
+        k = min(1.0, DECODE_SIZE / max(emb.height, emb.width))
+        dh, dw = max(1, round(emb.height * k)), max(1, round(emb.width * k))
         feeds = {
             "image_embeddings": emb.features,
             "point_coords": coords,
             "point_labels": np.asarray(labels, np.float32)[None],
             "mask_input": (mask_input if mask_input is not None else np.zeros((256, 256), np.float32))[None, None],
             "has_mask_input": np.asarray([1.0 if mask_input is not None else 0.0], np.float32),
-            "orig_im_size": np.asarray([emb.height, emb.width], np.float32),
+            "orig_im_size": np.asarray([dh, dw], np.float32),
         }
         with self._lock:
             masks, iou, low = self.decoder.run(None, feeds)
         logits = masks[0]
-        if (oh, ow) != (emb.height, emb.width):
+        if (oh, ow) != (dh, dw):
             logits = np.stack([cv2.resize(m, (ow, oh), interpolation=cv2.INTER_LINEAR) for m in logits])
         return Masks(logits, iou[0], low[0])

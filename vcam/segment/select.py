@@ -54,10 +54,11 @@ def _inside(mask: np.ndarray, points) -> bool:
     return any(mask[min(int(y), h - 1), min(int(x), w - 1)] for x, y in points)
 
 
-def _matte_agrees(person: np.ndarray, candidates: np.ndarray) -> bool:
+def _matte_agrees(person: np.ndarray, candidates: np.ndarray, sam_sure: bool = True) -> bool:
     """Is the matting region under the click the subject SAM sees? Yes when it holds one of
     SAM's candidates (SAM often picks a part of a person) and resembles one of them (the
-    matte is not a large blob that merely contains the subject)."""
+    matte is not a large blob that merely contains the subject). When SAM itself is unsure
+    (every predicted IoU low: it sees crumbs), holding is enough: the matte knows people."""
     holds = resembles = 0.0
     p = person.sum()
     for c in candidates:
@@ -67,7 +68,28 @@ def _matte_agrees(person: np.ndarray, candidates: np.ndarray) -> bool:
         inter = (person & c).sum()
         holds = max(holds, inter / n)
         resembles = max(resembles, inter / (p + n - inter))
-    return holds >= 0.8 and resembles >= 0.3
+    return holds >= 0.8 and (resembles >= 0.3 or not sam_sure)
+
+
+def _with_detached_parts(matte_fg: np.ndarray, person: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Add the matte's detached pieces of the same subject (a raised hand, a strand of hair cut
+    off at matte resolution): regions mostly inside a SAM candidate that resembles the person."""
+    p = person.sum()
+    best, best_iou = None, 0.5
+    for c in candidates:
+        inter = (person & c).sum()
+        u = p + c.sum() - inter
+        if u and inter / u >= best_iou:
+            best, best_iou = c, inter / u
+    if best is None:
+        return person
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(matte_fg.astype(np.uint8), connectivity=8)
+    if n <= 2:
+        return person
+    inside = np.bincount(labels[best], minlength=n)
+    area = stats[:, cv2.CC_STAT_AREA]
+    extra = (inside >= 0.5 * area) & (np.arange(n) > 0)
+    return person | extra[labels]
 
 
 def choose_mask(masks: Masks, prompt: Prompt) -> int:
@@ -110,12 +132,15 @@ def select(bgr: np.ndarray, prompt: Prompt, sam: MobileSam, *, matte: np.ndarray
         person = _components_under(matte > 127, prompt.points)
         if _inside(person, prompt.neg):
             person[:] = False  # a "not this" inside the person: only SAM can cut a person apart
+        inside = np.ones_like(person)
         if prompt.box is not None:
             x1, y1, x2, y2 = (int(round(v)) for v in prompt.clipped_box(w, h))
-            inside = np.zeros_like(person)
+            inside[:] = False
             inside[y1:y2 + 1, x1:x2 + 1] = True
             person &= inside
-        if person.any() and sam_mask.any() and _matte_agrees(person, masks.logits > 0):
+        candidates = masks.logits > 0
+        if person.any() and sam_mask.any() and _matte_agrees(person, candidates, float(masks.iou.max()) >= 0.75):
+            person = _with_detached_parts(matte > 127, person, candidates) & inside
             # Keep the matte's soft border: grow the region a little before cutting.
             r = max(3, int(0.01 * diag))
             region = cv2.dilate(person.astype(np.uint8),
