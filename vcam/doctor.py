@@ -176,6 +176,18 @@ def check_models() -> list[Check]:
         else:
             out.append(Check(False, f"model {s.name}: cached file fails its sha256 check ({p})",
                              f"vcam models pull {s.name} --force"))
+    from .segment import export as sam_export
+
+    st = sam_export.status()
+    if st == "not cached":
+        out.append(Check(None, "model mobilesam: not exported (for --point/--box/--pick and `vcam ctl keep`: "
+                               "pip install 'vcam[sam]' then `vcam models pull mobilesam`)"))
+    else:
+        try:
+            sam_export.verified_paths()
+            out.append(Check(True, f"model mobilesam: exported, checksums ok ({sam_export.paths()[0].parent})"))
+        except Exception as e:
+            out.append(Check(False, f"model mobilesam: {e}", "vcam models pull mobilesam --force"))
     return out
 
 
