@@ -54,13 +54,17 @@ def _inside(mask: np.ndarray, points) -> bool:
     return any(mask[min(int(y), h - 1), min(int(x), w - 1)] for x, y in points)
 
 
-def _matte_agrees(person: np.ndarray, candidates: np.ndarray, sam_sure: bool = True) -> bool:
+def _matte_agrees(person: np.ndarray, candidates: np.ndarray, sam_sure: bool = True,
+                  best: np.ndarray | None = None) -> bool:
     """Is the matting region under the click the subject SAM sees? Yes when it holds one of
     SAM's candidates (SAM often picks a part of a person) and resembles one of them (the
     matte is not a large blob that merely contains the subject). When SAM itself is unsure
-    (every predicted IoU low: it sees crumbs), holding is enough: the matte knows people."""
-    holds = resembles = 0.0
+    (every predicted IoU low: it sees crumbs), holding is enough: the matte knows people.
+    No when SAM is sure of a whole object (its best mask is most of the region's size), and
+    none of its candidates matches the region: the matte has then glued something else to
+    the subject."""
     p = person.sum()
+    holds = resembles = 0.0
     for c in candidates:
         n = c.sum()
         if not n:
@@ -68,6 +72,8 @@ def _matte_agrees(person: np.ndarray, candidates: np.ndarray, sam_sure: bool = T
         inter = (person & c).sum()
         holds = max(holds, inter / n)
         resembles = max(resembles, inter / (p + n - inter))
+    if sam_sure and best is not None and best.sum() >= 0.7 * p and resembles < 0.85:
+        return False  # SAM's whole object and the matte's region differ, and no candidate of SAM's backs the matte
     return holds >= 0.8 and (resembles >= 0.3 or not sam_sure)
 
 
@@ -139,7 +145,7 @@ def select(bgr: np.ndarray, prompt: Prompt, sam: MobileSam, *, matte: np.ndarray
             inside[y1:y2 + 1, x1:x2 + 1] = True
             person &= inside
         candidates = masks.logits > 0
-        if person.any() and sam_mask.any() and _matte_agrees(person, candidates, float(masks.iou.max()) >= 0.75):
+        if person.any() and sam_mask.any() and _matte_agrees(person, candidates, float(masks.iou.max()) >= 0.75, sam_mask):
             person = _with_detached_parts(matte > 127, person, candidates) & inside
             # Keep the matte's soft border: grow the region a little before cutting.
             r = max(3, int(0.01 * diag))
