@@ -55,7 +55,7 @@ cp $HERE/init.sh $R/init && chmod +x $R/init
 cp $HERE/guest.sh $V/guest.sh
 # Everything the guest needs must be on the host first: the model, the clip, numba's compiled kernels.
 export VCAM_CACHE_DIR=${VCAM_CACHE_DIR:-$HOME/.cache/vcam}
-"$PY" -m vcam models pull lite >/dev/null   # the guest runs the light model: emulation is slow
+"$PY" -m vcam models pull modnet >/dev/null
 "$PY" $HERE/make_clip.py $V/data
 NUMBA_CACHE_DIR=$V/numba-cache NUMBA_CPU_NAME=generic "$PY" -c "import numpy as np; from vcam import kernels; a=np.zeros((4,4,3),np.uint8); m=np.zeros((4,4),np.uint8); kernels.blend(a,a,a,m); kernels.blend_color(a,a,(0,0,0),m); kernels.guided_upsample(m,np.zeros((2,2),np.float32),np.zeros((2,2),np.float32),m); kernels.blend_edge(a,a,a,a,a,m,m)"
 cat > $V/env.sh <<ENV
