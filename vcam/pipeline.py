@@ -394,7 +394,7 @@ class Pipeline:
         self.capture = CaptureStage(parts.source, [self.m_frames, self.c_frames], loop=c.loop,
                                     size=size, on_error=self._fail, reopen=parts.reopen)
         self.matting = MattingStage(parts.matter, parts.smoother, parts.compositor.refiner, self.m_frames, self.mattes,
-                                    max_hz=cfg.matting.max_hz, workers=cfg.matting.workers, on_error=self._fail)
+                                    max_hz=cfg.matting.max_hz or getattr(parts.matter, "default_max_hz", 0.0), workers=cfg.matting.workers, on_error=self._fail)
         self.compositing = CompositeStage(parts.compositor, self.c_frames, self.mattes, self.comps,
                                           keep_alpha=keep_alpha, on_error=self._fail)
         self.compositing.max_matte_age = cfg.matting.max_age
