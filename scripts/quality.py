@@ -28,6 +28,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -187,10 +188,19 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=20, help="frames per clip")
     ap.add_argument("--recipes", default="", help="comma-separated substrings of recipe names to run")
     ap.add_argument("--json", help="also write the numbers here")
+    ap.add_argument("--variant", action="append", default=[], metavar="SEC.KEY=V[,SEC.KEY=V]",
+                    help="also run the default config with these overrides (repeatable), e.g. smoothing.strength=0.95")
     args = ap.parse_args()
     data = load(args.limit)
     chosen = {k: v for k, v in recipes().items()
               if not args.recipes or any(s.strip().lower() in k.lower() for s in args.recipes.split(","))}
+    for spec in args.variant:
+        layer: dict = {}
+        for kv in spec.split(","):
+            key, _, value = kv.partition("=")
+            sec, _, name = key.strip().partition(".")
+            layer.setdefault(sec, {})[name] = yaml.safe_load(value)
+        chosen[f"vcam + {spec}"] = Config().replace(**layer)
     print(f"{len(data)} stills, {min(args.clips, len(data))} static + moving clips of {args.frames} frames "
           f"(600x800 portraits, ../shared/eval)\n")
     head = f"| {'recipe':<48} | IoU   | BF    | MAE   | s/frame | flicker | moving IoU | moving BF | moving dtSSD |"

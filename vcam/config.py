@@ -51,7 +51,7 @@ class MattingConfig:
 @dataclass(frozen=True, kw_only=True)
 class SmoothingConfig:
     kind: str = _f("adaptive", choices=("adaptive", "ema", "none"), doc="temporal filter")
-    strength: float = _f(0.9, lo=0.0, hi=0.99, doc="how much of its past the matte keeps where the image is static")
+    strength: float = _f(0.95, lo=0.0, hi=0.99, doc="how much of its past the matte keeps where the image is static")
     motion: float = _f(0.12, lo=0.001, hi=1.0, doc="without image motion (ema-like use): alpha change treated as real motion")
 
 
