@@ -97,10 +97,11 @@ def test_export_manifest_and_corruption(sam, tmp_path, monkeypatch):
         sam_export.verified_paths()
 
 
-def test_export_without_torch_names_the_extra(tmp_path, monkeypatch):
+@pytest.mark.parametrize("module", ["torch", "onnx"])
+def test_export_without_the_extra_names_it(tmp_path, monkeypatch, module):
     monkeypatch.setenv("VCAM_CACHE_DIR", str(tmp_path))
-    monkeypatch.setitem(sys.modules, "torch", None)
-    with pytest.raises(ModelError, match=r"vcam\[sam\]"):
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(ModelError, match=rf"needs {module}: pip install 'vcam\[sam\]'"):
         sam_export.export()
 
 

