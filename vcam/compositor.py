@@ -128,6 +128,7 @@ class Compositor:
             self._est = np.empty((H, W, 3), np.uint8)  # private scratch for the edge path
             self._soft = np.empty((H, W, 3), np.uint8)
             self._wrap = np.zeros((H, W), np.uint8)
+            self._wrap_dirty = False
             self._flat_bg = np.empty((H, W, 3), np.uint8)
             self._soft_key = None
 
@@ -179,12 +180,13 @@ class Compositor:
             est = self._est_blur(img, np.minimum(w, 1.0, out=w), self._est)
         else:
             est = img
-        wrap = self._wrap
         if cfg.mode == "replace" and cfg.light_wrap > 0:
             self._wrap_weight(weight, cfg.light_wrap, W, H)
-        else:
-            wrap.fill(0)
-        return kernels.blend_edge(out, img, bg, est, soft, wrap, alpha)
+            self._wrap_dirty = True
+        elif self._wrap_dirty:  # zeroed once when light wrap goes off, not every frame
+            self._wrap.fill(0)
+            self._wrap_dirty = False
+        return kernels.blend_edge(out, img, bg, est, soft, self._wrap, alpha)
 
     def _soft_of(self, bg: np.ndarray) -> np.ndarray:
         """The new background blurred (what light from it looks like); cached while it is the same image."""

@@ -173,10 +173,6 @@ def remove_islands(alpha: np.ndarray, min_fraction: float = 0.02) -> np.ndarray:
 def closed_form_alpha(bgr: np.ndarray, alpha: np.ndarray, am: AlphaMatting) -> tuple[np.ndarray, np.ndarray]:
     """Trimap from the mask (rembg's ``-af/-ab/-ae``), then pymatting's closed-form alpha and
     its foreground estimation. Returns ``(alpha [H, W] u8, foreground [H, W, 3] u8 BGR)``."""
-    try:
-        from pymatting import estimate_alpha_cf, estimate_foreground_ml
-    except ImportError:
-        raise ConfigError("--alpha-matting needs pymatting: pip install pymatting") from None
     k = max(1, int(am.erode_size))
     se = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
     fg = cv2.erode((alpha > am.foreground_threshold).astype(np.uint8), se)
@@ -186,6 +182,16 @@ def closed_form_alpha(bgr: np.ndarray, alpha: np.ndarray, am: AlphaMatting) -> t
     trimap[bg > 0] = 0.0
     if not (trimap == 0.5).any() or not (fg > 0).any() or not (bg > 0).any():
         return alpha, bgr  # nothing unknown, or no sure region: the mask is already final
+    return closed_form(bgr, trimap)
+
+
+def closed_form(bgr: np.ndarray, trimap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """pymatting's closed-form alpha for a float ``trimap`` (0, 0.5, 1) and its foreground estimation:
+    ``(alpha [H, W] u8, foreground [H, W, 3] u8 BGR)``."""
+    try:
+        from pymatting import estimate_alpha_cf, estimate_foreground_ml
+    except ImportError:
+        raise ConfigError("alpha matting needs pymatting: pip install pymatting") from None
     img = bgr[:, :, ::-1].astype(np.float64) / 255.0
     # pymatting prints solver warnings on stdout, which would corrupt `vcam remove - > out.png`.
     with contextlib.redirect_stdout(io.StringIO()):

@@ -16,14 +16,13 @@ its masks by predicted IoU, and its masks are hard-edged at 256×256. We:
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from ..still import AlphaMatting, closed_form, closed_form_alpha
 from .prompt import Prompt
 from .sam import Embedding, Masks, MobileSam
 
@@ -112,17 +111,6 @@ def band_trimap(mask: np.ndarray, radius: int) -> np.ndarray:
     return tri
 
 
-def closed_form(bgr: np.ndarray, trimap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """pymatting's closed-form alpha and its foreground estimation; u8 alpha and BGR foreground."""
-    from pymatting import estimate_alpha_cf, estimate_foreground_ml
-
-    img = bgr[:, :, ::-1].astype(np.float64) / 255.0
-    with contextlib.redirect_stdout(io.StringIO()):  # pymatting prints solver notes on stdout
-        a = np.clip(estimate_alpha_cf(img, trimap), 0, 1)
-        f = np.clip(estimate_foreground_ml(img, a), 0, 1)
-    return (a * 255 + 0.5).astype(np.uint8), np.ascontiguousarray((f[:, :, ::-1] * 255 + 0.5).astype(np.uint8))
-
-
 def select(bgr: np.ndarray, prompt: Prompt, sam: MobileSam, *, matte: np.ndarray | None = None,
            embedding: Embedding | None = None, refine: bool = True) -> Selection:
     """The subject that ``prompt`` points at, as a soft alpha. ``matte``: the matting model's
@@ -166,12 +154,6 @@ def select(bgr: np.ndarray, prompt: Prompt, sam: MobileSam, *, matte: np.ndarray
 
 
 def _refine_soft(bgr: np.ndarray, alpha: np.ndarray, diag: float) -> tuple[np.ndarray, np.ndarray]:
-    """A soft matte already has its edges: closed-form matting only in its uncertain band."""
-    k = max(2, int(round(0.004 * diag)))
-    se = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
-    tri = np.full(alpha.shape, 0.5)
-    tri[cv2.erode((alpha > 240).astype(np.uint8), se) > 0] = 1.0
-    tri[cv2.erode((alpha < 10).astype(np.uint8), se) > 0] = 0.0
-    if not (tri == 0.5).any() or not (tri == 1.0).any():
-        return alpha, bgr
-    return closed_form(bgr, tri)
+    """A soft matte already has its edges: closed-form matting only in its uncertain band
+    (``vcam remove --alpha-matting``'s trimap, its erosion scaled to the image)."""
+    return closed_form_alpha(bgr, alpha, AlphaMatting(erode_size=max(2, int(round(0.004 * diag)))))
