@@ -79,6 +79,35 @@ def test_guided_upsample_matches_reference(lo, hi):
     assert np.percentile(np.abs(out.astype(int) - ref), 99) <= 2
 
 
+@pytest.mark.parametrize("lo,hi", [((9, 16), (72, 128)), ((224, 384), (1080, 1920)), ((5, 5), (5, 5)), ((1, 2), (1, 3))])
+def test_guided_upsample_from_bgr_matches_gray_then_box(lo, hi):
+    """The BGR guide path makes cv2.blur(cvtColor(BGR2GRAY), (3, 3)) itself, row by row."""
+    a = RNG.normal(0, 1, lo).astype(np.float32)
+    b = RNG.normal(0.5, 0.5, lo).astype(np.float32)
+    img = cv2.GaussianBlur(_img(*hi), (0, 0), 1.5) if min(hi) > 4 else _img(*hi)
+    out = np.empty(hi, np.uint8)
+    kernels.guided_upsample(out, a, b, img)
+    guide = cv2.blur(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), (3, 3))
+    ref = np.empty(hi, np.uint8)
+    kernels.guided_upsample(ref, a, b, guide)
+    d = np.abs(out.astype(int) - ref)
+    # 8-bit against cv2's 14-bit luma weights: a level of guide is |a| levels of alpha.
+    assert np.percentile(d, 99) <= 3 and d.mean() < 0.4
+
+
+@pytest.mark.parametrize("lo,hi", [((67, 120), (1080, 1920)), ((5, 7), (72, 128)), ((9, 16), (9, 16)), ((1, 1), (3, 4))])
+def test_blend_upsample_matches_resize_then_blend(lo, hi):
+    fg = _img(*hi)
+    small = cv2.GaussianBlur(_img(*lo), (0, 0), 1.0)
+    a = RNG.integers(0, 256, hi, dtype=np.uint8)
+    out = np.empty_like(fg)
+    kernels.blend_upsample(out, fg, small, a)
+    ref = np.empty_like(fg)
+    kernels.blend(ref, fg, cv2.resize(small, hi[::-1], interpolation=cv2.INTER_LINEAR), a)
+    d = np.abs(out.astype(int) - ref)
+    assert d.max() <= 2 and d.mean() < 0.3  # rounding of the fixed-point weights only
+
+
 def test_wrappers_reject_bad_input():
     fg = _img(4, 4)
     out = np.empty_like(fg)
@@ -88,4 +117,6 @@ def test_wrappers_reject_bad_input():
         kernels.blend(out, fg, fg, np.zeros((4, 5), np.uint8))
     with pytest.raises(ValueError, match="gray"):
         kernels.guided_upsample(np.empty((4, 4), np.uint8), np.zeros((2, 2), np.float32),
-                                np.zeros((2, 2), np.float32), fg)
+                                np.zeros((2, 2), np.float32), np.zeros((4, 4, 4), np.uint8))
+    with pytest.raises(ValueError, match="small_bg"):
+        kernels.blend_upsample(out, fg, np.zeros((2, 2), np.uint8), np.zeros((4, 4), np.uint8))

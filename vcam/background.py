@@ -202,6 +202,13 @@ class Blur:
         """``frame`` ``[H, W, 3] u8`` → blurred ``out``; ``matte``: ``[h, w] f32`` in [0, 1] or
         ``[h, w] u8`` in [0, 255], any resolution, or ``None`` (plain blur)."""
         H, W = frame.shape[:2]
+        return cv2.resize(self.small(frame, matte), (W, H), dst=out, interpolation=cv2.INTER_LINEAR)
+
+    def small(self, frame: np.ndarray, matte: np.ndarray | None) -> np.ndarray:
+        """The blurred background at the blur's working size, ``[h, w, 3] u8`` (fresh or
+        this object's scratch: read it before the next call). Upsampling it is the caller's
+        job: ``kernels.blend_upsample`` does it inside the blend."""
+        H, W = frame.shape[:2]
         if self._key != (W, H, self.strength):
             self._setup(W, H)
         w, h = self.small_size
@@ -219,4 +226,4 @@ class Blur:
                                    borderType=cv2.BORDER_REFLECT)
             den = cv2.GaussianBlur(wgt, (0, 0), self.sigma, borderType=cv2.BORDER_REFLECT)
             blurred = np.clip(num / den[..., None], 0, 255).astype(np.uint8)
-        return cv2.resize(blurred, (W, H), dst=out, interpolation=cv2.INTER_LINEAR)
+        return blurred

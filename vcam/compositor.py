@@ -66,6 +66,7 @@ class Compositor:
         self._est_blur = Blur(25)  # the old room behind the person's border, for decontamination
         self._soft_key = None
         self._card = None
+        self._up = None  # blend_upsample scratch
         self._lock = threading.Lock()  # serialises configure() calls, not rendering
         self.look: Look | None = None
         self.configure(cfg)
@@ -122,8 +123,6 @@ class Compositor:
             self._size = (H, W)
             self._out = BufferPool((H, W, 3))
             self._alpha = BufferPool((H, W))
-            self._bg = np.empty((H, W, 3), np.uint8)  # private scratch, never handed on
-            self._gray = np.empty((H, W), np.uint8)
             self._card = None
             self._est = np.empty((H, W, 3), np.uint8)  # private scratch for the edge path
             self._soft = np.empty((H, W, 3), np.uint8)
@@ -153,7 +152,8 @@ class Compositor:
         if mode == "color":
             return kernels.blend_color(out, fg, look.color, alpha)
         if mode == "blur" or (mode == "replace" and look.background is None):
-            bg = look.blur(img, alpha if weight is None else weight, self._bg)
+            small = look.blur.small(img, alpha if weight is None else weight)
+            return kernels.blend_upsample(out, fg, small, alpha, self._up_scratch(small.shape[0], W))
         elif mode == "replace":
             bg = look.background.at(W, H)
         else:  # none
@@ -187,6 +187,12 @@ class Compositor:
             self._wrap.fill(0)
             self._wrap_dirty = False
         return kernels.blend_edge(out, img, bg, est, soft, self._wrap, alpha)
+
+    def _up_scratch(self, h: int, W: int) -> tuple[np.ndarray, np.ndarray]:
+        """``kernels.blend_upsample``'s scratch rows, kept while the sizes hold."""
+        if self._up is None or self._up[0].shape != (h, W * 3):
+            self._up = (np.empty((h, W * 3), np.uint8), np.empty(W * 3, np.uint8))
+        return self._up
 
     def _soft_of(self, bg: np.ndarray) -> np.ndarray:
         """The new background blurred (what light from it looks like); cached while it is the same image."""
@@ -230,11 +236,10 @@ class Compositor:
             have_matte = False
         else:
             if have_matte and (cfg.mode != "none" or keep_alpha):
-                cv2.cvtColor(img, cv2.COLOR_BGR2GRAY, dst=self._gray)
-                # A 3x3 mean takes the sensor noise out of the guide (it would otherwise flicker
-                # the alpha along every edge) and moves edges by less than a pixel.
-                cv2.blur(self._gray, (3, 3), dst=self._gray)
-                alpha = self.refiner.refine(self._gray, matte.alpha, self._alpha.get(), matte.coef)  # [H, W] u8
+                # The guide is the frame's gray with a 3x3 mean (made inside the kernel): the
+                # mean takes the sensor noise out (it would otherwise flicker the alpha along
+                # every edge) and moves edges by less than a pixel.
+                alpha = self.refiner.refine(img, matte.alpha, self._alpha.get(), matte.coef)  # [H, W] u8
             if cfg.mode == "none":
                 np.copyto(out, img)
             elif not have_matte:

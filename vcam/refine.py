@@ -25,26 +25,25 @@ def small_gray(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 class Refiner:
-    """``refine(gray, matte, out)``: ``gray`` ``[H, W] uint8``, ``matte`` ``[h, w] float32`` → ``out`` ``[H, W] uint8``."""
+    """``refine(image, matte, out)``: ``image`` the ``[H, W, 3] uint8`` BGR frame (its gray with
+    a 3x3 mean is the guide, made inside the kernel) or an ``[H, W] uint8`` gray guide used as
+    is; ``matte`` ``[h, w] float32`` → ``out`` ``[H, W] uint8``."""
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self._scratch = None
+        self._scratch: dict = {}  # guided_upsample's buffers, reused
         self._zeros = None
 
-    def refine(self, gray: np.ndarray, matte: np.ndarray, out: np.ndarray,
+    def refine(self, image: np.ndarray, matte: np.ndarray, out: np.ndarray,
                coef: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """``coef``: coefficients from :meth:`coefficients`, when already fitted (once per matte)."""
-        h, w = matte.shape
-        W = gray.shape[1]
-        if self._scratch is None or self._scratch[0].shape != (h, W):
-            self._scratch = (np.empty((h, W), np.float32), np.empty((h, W), np.float32))
-            self._zeros = np.zeros((h, w), np.float32)
         if not self.cfg.enabled:
             # Plain bilinear upsampling: a = 0, b = matte.
-            return kernels.guided_upsample(out, self._zeros, matte, gray, self._scratch)
-        a, b = coef if coef is not None else self.coefficients(gray, matte)
-        return kernels.guided_upsample(out, a, b, gray, self._scratch)
+            if self._zeros is None or self._zeros.shape != matte.shape:
+                self._zeros = np.zeros(matte.shape, np.float32)
+            return kernels.guided_upsample(out, self._zeros, matte, image, self._scratch)
+        a, b = coef if coef is not None else self.coefficients(image, matte)
+        return kernels.guided_upsample(out, a, b, image, self._scratch)
 
     def coefficients(self, image: np.ndarray, matte: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Guided-filter coefficients at matte resolution, for a guide in [0, 1].
