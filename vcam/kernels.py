@@ -291,3 +291,17 @@ def _check_alpha(alpha: np.ndarray, shape) -> None:
         raise TypeError(f"alpha: expected uint8 ndarray, got {getattr(alpha, 'dtype', type(alpha).__name__)}")
     if alpha.shape != tuple(shape[:2]) or not alpha.flags.c_contiguous:
         raise ValueError(f"alpha: expected contiguous shape {list(shape[:2])}, got {list(alpha.shape)}")
+
+
+def warm() -> None:
+    """Compile (or load from numba's cache) every kernel once, on tiny images: for a process
+    whose first frame must not wait for the compiler (the VM test, a slow machine)."""
+    img = np.zeros((4, 4, 3), np.uint8)
+    a = np.zeros((4, 4), np.uint8)
+    lo = np.zeros((2, 2), np.float32)
+    blend(img.copy(), img, img, a)
+    blend_color(img.copy(), img, (0, 0, 0), a)
+    blend_upsample(img.copy(), img, img[:2, :2].copy(), a)
+    blend_edge(img.copy(), img, img, img, img, a, a)
+    guided_upsample(a.copy(), lo, lo, a)
+    guided_upsample(a.copy(), lo, lo, img)

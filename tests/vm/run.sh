@@ -57,7 +57,7 @@ cp $HERE/guest.sh $V/guest.sh
 export VCAM_CACHE_DIR=${VCAM_CACHE_DIR:-$HOME/.cache/vcam}
 "$PY" -m vcam models pull modnet >/dev/null
 "$PY" $HERE/make_clip.py $V/data
-NUMBA_CACHE_DIR=$V/numba-cache NUMBA_CPU_NAME=generic "$PY" -c "import numpy as np; from vcam import kernels; a=np.zeros((4,4,3),np.uint8); m=np.zeros((4,4),np.uint8); kernels.blend(a,a,a,m); kernels.blend_color(a,a,(0,0,0),m); kernels.guided_upsample(m,np.zeros((2,2),np.float32),np.zeros((2,2),np.float32),m); kernels.blend_edge(a,a,a,a,a,m,m)"
+NUMBA_CACHE_DIR=$V/numba-cache NUMBA_CPU_NAME=generic "$PY" -c "from vcam import kernels; kernels.warm()"
 cat > $V/env.sh <<ENV
 REPO='$REPO'; PY='$PY'; VCAM_CACHE_DIR='$VCAM_CACHE_DIR'; FPS=${FPS:-15}; SECS=${SECS:-3.5}; CHROME=${CHROME:-1}
 ENV
@@ -73,5 +73,26 @@ timeout ${VM_TIMEOUT:-420} qemu-system-x86_64 -accel tcg,thread=multi -cpu max -
   -virtfs local,path=$V,mount_tag=work,security_model=none,multidevs=remap \
   2>&1 | sed -u 's/\r//' | grep --line-buffered -E '^(VMTEST|GUEST_EXIT_CODE|\{"reader")' | tee $V/vm.log || true
 echo "VMTEST VM wall time $(( $(date +%s) - T1 ))s"
-RC=$(sed -n 's/.*GUEST_EXIT_CODE=\([0-9]*\).*/\1/p' $V/vm.log | tail -1)
-[ "${RC:-1}" = 0 ]
+RC=$(sed -n 's/.*GUEST_EXIT_CODE=\([0-9]*\).*/\1/p' $V/vm.log | tail -1); RC=${RC:-1}
+
+# ---- judge what each reader got (on the host: fast) ----
+O=$V/out; P=$V/data/points.json; FPS=${FPS:-15}
+check() {  # mode reader file
+  if [ -s "$O/$1-$2.secs" ] && [ -s "$3" ]; then
+    "$PY" $HERE/check.py $P $1 $2 $FPS "$3" "$(tail -1 $O/$1-$2.secs)" || RC=1
+  else
+    echo "{\"reader\": \"$2\", \"mode\": \"$1\", \"pass\": false, \"why\": \"no frames recorded\"}"; RC=1
+  fi
+}
+check blur opencv-opened-first $O/blur-opencv-opened-first.npy
+check blur ffmpeg $O/blur-ffmpeg.rgb
+check replace ffmpeg $O/replace-ffmpeg.rgb
+check replace opencv $O/replace-opencv.npy
+if [ "${CHROME:-1}" != 0 ]; then
+  for m in blur replace; do
+    if [ -s $O/$m-chromium.json ]; then "$PY" $HERE/check.py $P $m chromium $FPS --samples $O/$m-chromium.json || RC=1
+    else echo "{\"reader\": \"chromium\", \"mode\": \"$m\", \"pass\": false, \"why\": \"no result\"}"; RC=1; fi
+  done
+fi
+echo "VMTEST all done in $(( $(date +%s) - T0 ))s"
+[ "$RC" = 0 ]
