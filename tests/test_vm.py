@@ -33,6 +33,7 @@ def test_real_clients_read_vcam_from_v4l2loopback(modnet_path):
     env = dict(os.environ, VCAM_VM_PYTHON=sys.executable, VCAM_CACHE_DIR=str(modnet_path.parent.parent))
     r = subprocess.run(["bash", str(HERE / "vm" / "run.sh")], capture_output=True, text=True, env=env, timeout=1500)
     print(r.stdout[-6000:], r.stderr[-3000:])
+    Path("/tmp/vcam-vm/last-run.log").write_text(r.stdout + r.stderr)  # the readers' JSON lines, for the record
     checks = [json.loads(line) for line in r.stdout.splitlines() if line.startswith('{"reader"')]
     got = {(c["mode"], c["reader"]) for c in checks}
     want = {("replace", "ffmpeg"), ("replace", "opencv"), ("blur", "ffmpeg"), ("blur", "opencv-opened-first")}

@@ -5,10 +5,11 @@ V=/tmp/vcam-vm; . $V/env.sh
 O=$V/out; rm -rf $O; mkdir -p $O /run/tmp /run/home
 # Scratch on tmpfs (Chromium cannot bind its sockets on 9p); outputs go to $V/out on the host.
 export HOME=/run/home TMPDIR=/run/tmp NUMBA_CACHE_DIR=$V/numba-cache NUMBA_CPU_NAME=generic VCAM_CACHE_DIR XDG_RUNTIME_DIR=/run/user
-# Software emulation runs code 5-10x slower: a small model input, a low matting rate, mattes may be old (the
-# clip is static), and no decontamination pass (what this test proves is the device path, not the edges).
-# (`--model lite` is no lighter here: LiteRT's XNNPACK kernels crawl under TCG, 0.26 Hz.)
-printf 'matting: {input_size: 160, max_age: 600, max_hz: 2, workers: 1}\ncompositor: {decontaminate: false}\n' > $V/vm-config.yaml
+# Software emulation runs code far slower (MODNet at 160 px: ~90 s an inference; LiteRT's selfie model: a few
+# seconds): a low matting rate, mattes may be old (the clip is static), and no decontamination pass (what this
+# test proves is the device path, not the edges).
+if [ "$MODEL" = lite ]; then M="model: lite"; else M="model: modnet, input_size: 160"; fi
+printf "matting: {$M, max_age: 600, max_hz: 2, workers: 1}\ncompositor: {decontaminate: false}\n" > $V/vm-config.yaml
 VCAM_ARGS="--source $V/data/clip --size 320x240 --fps $FPS --device /dev/video0 --config $V/vm-config.yaml"
 say() { echo "VMTEST $*"; }
 mkdir -p -m 700 /run/user

@@ -55,13 +55,15 @@ cp $HERE/init.sh $R/init && chmod +x $R/init
 cp $HERE/guest.sh $V/guest.sh
 # Everything the guest needs must be on the host first: the model, the clip, numba's compiled kernels.
 export VCAM_CACHE_DIR=${VCAM_CACHE_DIR:-$HOME/.cache/vcam}
-"$PY" -m vcam models pull modnet >/dev/null
+# The model: lite (LiteRT) when vcam[lite] is installed, else MODNet; VM_MODEL overrides.
+MODEL=${VM_MODEL:-$("$PY" -c "import ai_edge_litert" 2>/dev/null && echo lite || echo modnet)}
+"$PY" -m vcam models pull $MODEL >/dev/null
 "$PY" $HERE/make_clip.py $V/data
 NUMBA_CACHE_DIR=$V/numba-cache NUMBA_CPU_NAME=generic "$PY" -c "from vcam import kernels; kernels.warm()"
 cat > $V/env.sh <<ENV
-REPO='$REPO'; PY='$PY'; VCAM_CACHE_DIR='$VCAM_CACHE_DIR'; FPS=${FPS:-15}; SECS=${SECS:-3.5}; CHROME=${CHROME:-1}
+REPO='$REPO'; PY='$PY'; VCAM_CACHE_DIR='$VCAM_CACHE_DIR'; MODEL=$MODEL; FPS=${FPS:-15}; SECS=${SECS:-3.5}; CHROME=${CHROME:-1}
 ENV
-echo "VMTEST setup done in $(( $(date +%s) - T0 ))s (kernel $KVER)"
+echo "VMTEST setup done in $(( $(date +%s) - T0 ))s (kernel $KVER, model $MODEL)"
 
 # ---- boot ----
 T1=$(date +%s)
