@@ -117,28 +117,46 @@ AUTO_CANDIDATES = [
     {"input_size": 288, "threads": 1, "workers": 2},
     {"input_size": 256, "threads": 1, "workers": 2},
     {"input_size": 224, "threads": 1, "workers": 2},
-    {"input_size": 192, "threads": 1, "workers": 2},
 ]
+# Not below 224: MODNet's IoU drops fast there (0.94 at 192, 0.84 at 160 on the portrait set),
+# and the lite model is then both better and far cheaper.
+AUTO_RATE_CAP = 15.0  # Hz: mattes beyond this add little at 30 fps (the refiner tracks the frame) and cost CPU
 
 
 def auto(size, fps, seconds, config, min_hz: float = 10.0) -> tuple[dict, list, str]:
-    """Largest input (best edges) whose run keeps the output rate and reaches ``min_hz``;
-    failing that, the one with the highest matting rate."""
+    """Largest MODNet input (best edges) whose run keeps the output rate and reaches ``min_hz``;
+    failing that, the ``lite`` model when vcam[lite] is installed and it does; failing that,
+    the MODNet input with the highest matting rate. Where MODNet runs faster than
+    ``AUTO_RATE_CAP``, the rate is capped there (``matting.max_hz``)."""
+    import importlib.util
+
     rows = []
     for cand in AUTO_CANDIDATES:
         s = run_one(size, fps, seconds, {"matting": cand}, config)
         rows.append((cand, s))
         if s["output_fps"] >= 0.97 * fps and s["matting_hz"] >= min_hz:
-            return cand, rows, (f"input {cand['input_size']} is the largest that keeps {fps:g} fps out with "
-                                f"matting at {s['matting_hz']} Hz (≥ {min_hz:g} Hz) on this machine")
-    cand, s = max(rows, key=lambda r: r[1]["matting_hz"])
-    floor_size = 224
-    if cand["input_size"] < floor_size:
-        # Below ~224 px MODNet's IoU drops fast (0.94 at 192, 0.84 at 160 on the portrait set):
-        # a slower matte with good edges beats a fast wrong one.
-        cand, s = next((c, st) for c, st in rows if c["input_size"] == floor_size)
+            why = (f"input {cand['input_size']} is the largest that keeps {fps:g} fps out with "
+                   f"matting at {s['matting_hz']} Hz (≥ {min_hz:g} Hz) on this machine")
+            if s["matting_hz"] > AUTO_RATE_CAP:
+                cand = dict(cand, max_hz=AUTO_RATE_CAP)
+                why += f"; capped at {AUTO_RATE_CAP:g} Hz to leave the call its CPU ({s['cpu_cores']} cores uncapped)"
+            return cand, rows, why
+    best_cand, best = max(rows, key=lambda r: r[1]["matting_hz"])
+    if importlib.util.find_spec("ai_edge_litert") is not None:
+        # This CPU cannot run MODNet fast enough, and what it manages takes every core the call
+        # needs: the selfie model keeps up at a fraction of the CPU (its edges are softer).
+        cand = {"model": "lite"}
+        s = run_one(size, fps, seconds, {"matting": cand}, config)
+        rows.append((cand, s))
+        if s["output_fps"] >= 0.97 * fps and s["matting_hz"] >= min_hz:
+            return cand, rows, (f"MODNet reaches at most {best['matting_hz']} Hz here (input "
+                                f"{best_cand['input_size']}, {best['cpu_cores']} cores); the lite model keeps "
+                                f"{fps:g} fps out with mattes at {s['matting_hz']} Hz on {s['cpu_cores']} cores "
+                                f"(softer edges than MODNet; `vcam --model modnet` when they matter more)")
+    cand, s = best_cand, best
+    hint = "" if importlib.util.find_spec("ai_edge_litert") else "; pip install 'vcam[lite]' for a lighter model"
     return cand, rows, (f"no candidate reached {min_hz:g} Hz here; input {cand['input_size']} gives "
-                        f"{s['matting_hz']} Hz (smaller inputs lose too much quality)")
+                        f"{s['matting_hz']} Hz (smaller inputs lose too much quality){hint}")
 
 
 def write_user_config(matting: dict, max_hz: float | None = None) -> Path:

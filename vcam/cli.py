@@ -332,7 +332,8 @@ def cmd_bench(a: argparse.Namespace) -> int:
         size = sizes[0]
         cand, rows, why = bench.auto(size, a.fps, a.seconds, a.config)
         print(bench.table([(", ".join(f"{k}={v}" for k, v in c.items()), s) for c, s in rows]))
-        path = bench.write_user_config(cand)
+        # Every key auto decides is written, so nothing from an earlier choice lingers (max_hz 0: no cap).
+        path = bench.write_user_config({"model": "modnet", "max_hz": 0.0, **cand})
         print(f"\nchose {cand} for {size[0]}x{size[1]}@{a.fps:g}: {why}\nwritten to {path}")
         result.update(auto=cand, why=why, runs=[{"variant": c, "stats": s} for c, s in rows])
     else:
