@@ -10,6 +10,9 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd); REPO=$(cd "$HERE/../.." && pwd)
 V=/tmp/vcam-vm   # fixed: the guest mounts it at the same path
 PY=${VCAM_VM_PYTHON:-$(command -v python3)}
+# 10 fps: under software emulation the compositor takes ~45 ms a 320x240 frame (~1 ms natively); at 15 fps the
+# readers got 11.3-15.6 fps and a bar of 12 failed now and then, at 10 fps there is headroom for Chromium's work.
+FPS=${FPS:-10}
 mkdir -p $V
 T0=$(date +%s)
 
@@ -61,7 +64,7 @@ MODEL=${VM_MODEL:-$("$PY" -c "import ai_edge_litert" 2>/dev/null && echo lite ||
 "$PY" $HERE/make_clip.py $V/data
 NUMBA_CACHE_DIR=$V/numba-cache NUMBA_CPU_NAME=generic "$PY" -c "from vcam import kernels; kernels.warm()"
 cat > $V/env.sh <<ENV
-REPO='$REPO'; PY='$PY'; VCAM_CACHE_DIR='$VCAM_CACHE_DIR'; MODEL=$MODEL; FPS=${FPS:-15}; SECS=${SECS:-3.5}; CHROME=${CHROME:-1}
+REPO='$REPO'; PY='$PY'; VCAM_CACHE_DIR='$VCAM_CACHE_DIR'; MODEL=$MODEL; FPS=$FPS; SECS=${SECS:-3.5}; CHROME=${CHROME:-1}
 ENV
 echo "VMTEST setup done in $(( $(date +%s) - T0 ))s (kernel $KVER, model $MODEL)"
 
@@ -78,7 +81,7 @@ echo "VMTEST VM wall time $(( $(date +%s) - T1 ))s"
 RC=$(sed -n 's/.*GUEST_EXIT_CODE=\([0-9]*\).*/\1/p' $V/vm.log | tail -1); RC=${RC:-1}
 
 # ---- judge what each reader got (on the host: fast) ----
-O=$V/out; P=$V/data/points.json; FPS=${FPS:-15}
+O=$V/out; P=$V/data/points.json
 check() {  # mode reader file
   if [ -s "$O/$1-$2.secs" ] && [ -s "$3" ]; then
     "$PY" $HERE/check.py $P $1 $2 $FPS "$3" "$(tail -1 $O/$1-$2.secs)" || RC=1
