@@ -83,6 +83,8 @@ class OutputConfig:
     backend: str = _f("", doc="pyvirtualcam backend (empty: v4l2loopback on Linux, obs elsewhere)")
     preview: bool = _f(False, doc="show a preview window")
     record: str = _f("", doc="also record the output to this video file")
+    stall_after: float = _f(0.5, lo=0.05, hi=60, doc="seconds without a new camera frame before the output shows "
+                            "the blurred last frame (a stuck or unplugged camera)")
 
 
 @dataclass(frozen=True, kw_only=True)

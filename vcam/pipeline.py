@@ -400,7 +400,8 @@ class Pipeline:
         self.compositing.max_matte_age = cfg.matting.max_age
         self.matting.guard = cfg.matting.guard
         self.output = OutputStage(self.comps, parts.sinks, c.fps, on_error=self._fail,
-                                  curtain=lambda img: parts.compositor.fail_blur(img, None, np.empty_like(img)))
+                                  curtain=lambda img: parts.compositor.fail_blur(img, None, np.empty_like(img)),
+                                  stall_after=cfg.output.stall_after)
         self.cpu = CpuMeter()
         self.t_start = 0.0
         self.t_end = 0.0
