@@ -18,19 +18,6 @@ from .frames import check_image
 
 
 @njit("void(u1[::1], u1[::1], u1[::1], u1[::1])", nogil=True, cache=True, fastmath=True)
-def _blend_color(out, fg, color, alpha):
-    # out, fg: [H*W*3] u8; color: [3] u8 BGR; alpha: [H*W] u8. u16 lanes as in _blend_row.
-    n = alpha.shape[0]
-    for i in range(n):
-        a = np.uint16(alpha[i])
-        ia = np.uint16(255 - alpha[i])
-        for c in range(3):
-            j = 3 * i + c
-            x = np.uint16(np.uint16(fg[j]) * a + np.uint16(color[c]) * ia + np.uint16(128))
-            out[j] = np.uint8(np.uint16(x + (x >> 8)) >> 8)
-
-
-@njit("void(u1[::1], u1[::1], u1[::1], u1[::1])", nogil=True, cache=True, fastmath=True)
 def _blend_row(out, fg, bg, alpha):
     # out, fg, bg: [N*3] u8 (a row, or a whole flattened image); alpha: [N] u8.
     # out = (fg*a + bg*(255-a)) / 255, rounded. 16-bit arithmetic on purpose:
@@ -45,11 +32,27 @@ def _blend_row(out, fg, bg, alpha):
             out[j] = np.uint8(np.uint16(x + (x >> 8)) >> 8)
 
 
+@njit("void(u1[:, ::1], u1[:, ::1], u1[::1], u1[:, ::1])", nogil=True, cache=True)
+def _blend_rows_const(out, fg, bg_row, alpha):
+    # out, fg: [H, W*3] u8; bg_row: [W*3] u8, the same background row for every row (a flat colour).
+    for y in range(out.shape[0]):
+        _blend_row(out[y], fg[y], bg_row, alpha[y])
+
+
 @njit("void(u1[::1], u1[::1], u1[::1], u2, u2)", nogil=True, cache=True, fastmath=True)
 def _lerp_row(out, r0, r1, w1, w0):
     # out = (r0*w0 + r1*w1) / 256, rounded; w0 + w1 = 256. u16 lanes: 255*256 fits.
     for j in range(out.shape[0]):
         out[j] = np.uint8(np.uint16(np.uint16(r0[j]) * w0 + np.uint16(r1[j]) * w1 + np.uint16(128)) >> 8)
+
+
+@njit("Tuple((i8, i8, f8))(i8, f8, i8)", nogil=True, cache=True)
+def _row_pair(y, sy, h):
+    # The two low-res rows output row y lies between, and the weight of the second, with
+    # pixel centres aligned as cv2.resize INTER_LINEAR does (sy = h / H).
+    fy = min(max((y + 0.5) * sy - 0.5, 0.0), h - 1.0)
+    y0 = min(int(fy), h - 1)
+    return y0, min(y0 + 1, h - 1), fy - y0
 
 
 @njit("void(u1[:, ::1], u1[:, ::1], u1[:, ::1], u1[:, ::1], u1[::1])", nogil=True, cache=True)
@@ -65,10 +68,8 @@ def _blend_upsample(out, fg, rows, alpha, row):
     h = rows.shape[0]
     sy = h / H
     for y in range(H):
-        fy = min(max((y + 0.5) * sy - 0.5, 0.0), h - 1.0)
-        y0 = min(int(fy), h - 1)
-        y1 = min(y0 + 1, h - 1)
-        w1 = np.uint16(int((fy - y0) * 256.0 + 0.5))
+        y0, y1, f = _row_pair(y, sy, h)
+        w1 = np.uint16(int(f * 256.0 + 0.5))
         _lerp_row(row, rows[y0], rows[y1], w1, np.uint16(256) - w1)
         _blend_row(out[y], fg[y], row, alpha[y])
 
@@ -116,10 +117,8 @@ def _guided_rows(out, ah, bh, guide):
     h = ah.shape[0]
     sy = h / H
     for y in range(H):
-        fy = min(max((y + 0.5) * sy - 0.5, 0.0), h - 1.0)
-        y0 = min(int(fy), h - 1)
-        y1 = min(y0 + 1, h - 1)
-        _guided_row(out[y], ah[y0], ah[y1], bh[y0], bh[y1], np.float32(fy - y0), guide[y])
+        y0, y1, f = _row_pair(y, sy, h)
+        _guided_row(out[y], ah[y0], ah[y1], bh[y0], bh[y1], np.float32(f), guide[y])
 
 
 @njit("void(u1[:, ::1], f4[:, ::1], f4[:, ::1], u1[:, ::1], u1[:, ::1], u2[::1], u1[::1])", nogil=True, cache=True)
@@ -149,10 +148,8 @@ def _guided_rows_bgr(out, ah, bh, img, ring, colsum, guide):
             up = ring[(y - 1) % 3]
             dn = ring[(y + 1) % 3]
         _box_row(guide, colsum, up, mid, dn)
-        fy = min(max((y + 0.5) * sy - 0.5, 0.0), h - 1.0)
-        y0 = min(int(fy), h - 1)
-        y1 = min(y0 + 1, h - 1)
-        _guided_row(out[y], ah[y0], ah[y1], bh[y0], bh[y1], np.float32(fy - y0), guide)
+        y0, y1, f = _row_pair(y, sy, h)
+        _guided_row(out[y], ah[y0], ah[y1], bh[y0], bh[y1], np.float32(f), guide)
 
 
 @njit("void(u1[::1], u1[::1], u1[::1], u1[::1], u1[::1], u1[::1], u1[::1])", nogil=True, cache=True, fastmath=True)
@@ -206,7 +203,9 @@ def blend_color(out: np.ndarray, fg: np.ndarray, color_bgr, alpha: np.ndarray) -
     _check_alpha(alpha, fg.shape)
     if out.shape != fg.shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
         raise ValueError(f"blend_color: out {out.shape} must match fg {fg.shape} (uint8, contiguous)")
-    _blend_color(_flat(out), _flat(fg), np.asarray(color_bgr, np.uint8).reshape(3), _flat(alpha))
+    H, W = fg.shape[:2]
+    row = np.tile(np.asarray(color_bgr, np.uint8).reshape(3), W)  # one row of the colour, [W*3]
+    _blend_rows_const(out.reshape(H, W * 3), fg.reshape(H, W * 3), row, alpha)
     return out
 
 
