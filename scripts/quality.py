@@ -28,11 +28,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from vcam.bench import parse_variant  # noqa: E402
 from vcam.capture import Source  # noqa: E402
 from vcam.config import Config  # noqa: E402
 from vcam import smoothing  # noqa: E402
@@ -195,12 +195,7 @@ def main() -> None:
     chosen = {k: v for k, v in recipes().items()
               if not args.recipes or any(s.strip().lower() in k.lower() for s in args.recipes.split(","))}
     for spec in args.variant:
-        layer: dict = {}
-        for kv in spec.split(","):
-            key, _, value = kv.partition("=")
-            sec, _, name = key.strip().partition(".")
-            layer.setdefault(sec, {})[name] = yaml.safe_load(value)
-        chosen[f"vcam + {spec}"] = Config().replace(**layer)
+        chosen[f"vcam + {spec}"] = Config().replace(**parse_variant(spec))
     print(f"{len(data)} stills, {min(args.clips, len(data))} static + moving clips of {args.frames} frames "
           f"(600x800 portraits, ../shared/eval)\n")
     head = f"| {'recipe':<48} | IoU   | BF    | MAE   | s/frame | flicker | moving IoU | moving BF | moving dtSSD |"

@@ -98,3 +98,27 @@ def test_offline_pull_names_the_command(tmp_path, monkeypatch):
 def test_unknown_model_lists_choices():
     with pytest.raises(ModelError, match="choose one of .*modnet"):
         create(MattingConfig(model="nope"))
+
+
+def test_matting_rate_is_the_users_cap_else_the_models_own_also_after_a_switch():
+    from vcam.matting.base import Matter
+    from vcam.matting.lite import LiteMatter
+    from vcam.matting.modnet import ModnetMatter
+
+    class Stub(Matter):  # only the rate policy is under test here, not inference
+        def infer(self, bgr):
+            raise AssertionError("not called")
+
+    class modnet_like(Stub):
+        default_max_hz = ModnetMatter.default_max_hz
+
+    class lite_like(Stub):
+        default_max_hz = LiteMatter.default_max_hz
+    stage = MattingStage(modnet_like(), create_smoother(Config().smoothing))
+    assert stage.min_period == 0.0  # MODNet: as fast as it goes
+    stage.swap(matter=lite_like())  # `vcam ctl model lite`: lite's own 15 Hz applies
+    assert stage.min_period == pytest.approx(1 / 15)
+    stage.swap(matter=modnet_like(), max_hz=5)  # a cap the user set wins
+    assert stage.min_period == pytest.approx(0.2)
+    stage.swap(max_hz=0)
+    assert stage.min_period == 0.0

@@ -130,6 +130,7 @@ def auto(size, fps, seconds, config, min_hz: float = 10.0) -> tuple[dict, list, 
     ``AUTO_RATE_CAP``, the rate is capped there (``matting.max_hz``)."""
     import importlib.util
 
+    have_lite = importlib.util.find_spec("ai_edge_litert") is not None
     rows = []
     for cand in AUTO_CANDIDATES:
         s = run_one(size, fps, seconds, {"matting": cand}, config)
@@ -142,7 +143,7 @@ def auto(size, fps, seconds, config, min_hz: float = 10.0) -> tuple[dict, list, 
                 why += f"; capped at {AUTO_RATE_CAP:g} Hz to leave the call its CPU ({s['cpu_cores']} cores uncapped)"
             return cand, rows, why
     best_cand, best = max(rows, key=lambda r: r[1]["matting_hz"])
-    if importlib.util.find_spec("ai_edge_litert") is not None:
+    if have_lite:
         # This CPU cannot run MODNet fast enough, and what it manages takes every core the call
         # needs: the selfie model keeps up at a fraction of the CPU (its edges are softer).
         cand = {"model": "lite"}
@@ -154,19 +155,17 @@ def auto(size, fps, seconds, config, min_hz: float = 10.0) -> tuple[dict, list, 
                                 f"{fps:g} fps out with mattes at {s['matting_hz']} Hz on {s['cpu_cores']} cores "
                                 f"(softer edges than MODNet; `vcam --model modnet` when they matter more)")
     cand, s = best_cand, best
-    hint = "" if importlib.util.find_spec("ai_edge_litert") else "; pip install 'vcam[lite]' for a lighter model"
+    hint = "" if have_lite else "; pip install 'vcam[lite]' for a lighter model"
     return cand, rows, (f"no candidate reached {min_hz:g} Hz here; input {cand['input_size']} gives "
                         f"{s['matting_hz']} Hz (smaller inputs lose too much quality){hint}")
 
 
-def write_user_config(matting: dict, max_hz: float | None = None) -> Path:
+def write_user_config(matting: dict) -> Path:
     from .config import load_yaml, merge, Config, user_config_path
 
     p = user_config_path()
     data = load_yaml(p) if p.exists() else {}
     data.setdefault("matting", {}).update(matting)
-    if max_hz:
-        data["matting"]["max_hz"] = max_hz
     merge(Config(), data, str(p))  # validate before writing
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(yaml.safe_dump(data, sort_keys=False))

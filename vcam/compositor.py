@@ -66,7 +66,8 @@ class Compositor:
         self._est_blur = Blur(25)  # the old room behind the person's border, for decontamination
         self._soft_key = None
         self._card = None
-        self._up = None  # blend_upsample scratch
+        self._scratch_up: dict = {}  # kernels' reused buffers
+        self._scratch_color: dict = {}
         self._lock = threading.Lock()  # serialises configure() calls, not rendering
         self.look: Look | None = None
         self.configure(cfg)
@@ -150,10 +151,10 @@ class Compositor:
         if edge and (mode == "color" or look.background is not None):
             return self._compose_edge(img, alpha, out, alpha if weight is None else weight, look)
         if mode == "color":
-            return kernels.blend_color(out, fg, look.color, alpha)
+            return kernels.blend_color(out, fg, look.color, alpha, self._scratch_color)
         if mode == "blur" or (mode == "replace" and look.background is None):
             small = look.blur.small(img, alpha if weight is None else weight)
-            return kernels.blend_upsample(out, fg, small, alpha, self._up_scratch(small.shape[0], W))
+            return kernels.blend_upsample(out, fg, small, alpha, self._scratch_up)
         elif mode == "replace":
             bg = look.background.at(W, H)
         else:  # none
@@ -187,12 +188,6 @@ class Compositor:
             self._wrap.fill(0)
             self._wrap_dirty = False
         return kernels.blend_edge(out, img, bg, est, soft, self._wrap, alpha)
-
-    def _up_scratch(self, h: int, W: int) -> tuple[np.ndarray, np.ndarray]:
-        """``kernels.blend_upsample``'s scratch rows, kept while the sizes hold."""
-        if self._up is None or self._up[0].shape != (h, W * 3):
-            self._up = (np.empty((h, W * 3), np.uint8), np.empty(W * 3, np.uint8))
-        return self._up
 
     def _soft_of(self, bg: np.ndarray) -> np.ndarray:
         """The new background blurred (what light from it looks like); cached while it is the same image."""

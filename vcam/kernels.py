@@ -197,15 +197,19 @@ def blend(out: np.ndarray, fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray) ->
     return out
 
 
-def blend_color(out: np.ndarray, fg: np.ndarray, color_bgr, alpha: np.ndarray) -> np.ndarray:
-    """``out = fg·α + color·(1-α)``; ``color_bgr`` is three ints."""
+def blend_color(out: np.ndarray, fg: np.ndarray, color_bgr, alpha: np.ndarray, scratch: dict | None = None) -> np.ndarray:
+    """``out = fg·α + color·(1-α)``; ``color_bgr`` is three ints. ``scratch``: a dict this
+    function keeps its colour row in; pass the same one back to reuse it."""
     fg = check_image(fg, "fg")
     _check_alpha(alpha, fg.shape)
     if out.shape != fg.shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
         raise ValueError(f"blend_color: out {out.shape} must match fg {fg.shape} (uint8, contiguous)")
     H, W = fg.shape[:2]
-    row = np.tile(np.asarray(color_bgr, np.uint8).reshape(3), W)  # one row of the colour, [W*3]
-    _blend_rows_const(out.reshape(H, W * 3), fg.reshape(H, W * 3), row, alpha)
+    color = np.asarray(color_bgr, np.uint8).reshape(3)
+    scratch = {} if scratch is None else scratch
+    if scratch.get("key") != (W, color.tobytes()):
+        scratch.update(key=(W, color.tobytes()), row=np.tile(color, W))  # one row of the colour, [W*3]
+    _blend_rows_const(out.reshape(H, W * 3), fg.reshape(H, W * 3), scratch["row"], alpha)
     return out
 
 
@@ -229,11 +233,11 @@ def blend_edge(out: np.ndarray, img: np.ndarray, bg: np.ndarray, est: np.ndarray
 
 
 def blend_upsample(out: np.ndarray, fg: np.ndarray, small_bg: np.ndarray, alpha: np.ndarray,
-                   scratch: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+                   scratch: dict | None = None) -> np.ndarray:
     """``out = fg·α + up(small_bg)·(1-α)``, where ``up`` is a bilinear upsample (as
     ``cv2.resize`` INTER_LINEAR) of ``small_bg`` ``[h, w, 3] uint8`` to ``fg``'s size, fused
-    so the full-resolution background is never written. ``scratch``: ``([h, W*3], [W*3])``
-    uint8 buffers to reuse (allocated if omitted or the wrong size)."""
+    so the full-resolution background is never written. ``scratch``: a dict this function
+    fills with its buffers; pass the same one back to reuse them."""
     fg = check_image(fg, "fg")
     _check_alpha(alpha, fg.shape)
     small_bg = check_image(small_bg, "small_bg")
@@ -241,11 +245,12 @@ def blend_upsample(out: np.ndarray, fg: np.ndarray, small_bg: np.ndarray, alpha:
         raise ValueError(f"blend_upsample: out {out.shape} must match fg {fg.shape} (uint8, contiguous)")
     H, W = fg.shape[:2]
     h = small_bg.shape[0]
-    if scratch is None or scratch[0].shape != (h, W * 3):
-        scratch = (np.empty((h, W * 3), np.uint8), np.empty(W * 3, np.uint8))
+    scratch = {} if scratch is None else scratch
+    if scratch.get("key") != (h, W):
+        scratch.update(key=(h, W), rows=np.empty((h, W * 3), np.uint8), row=np.empty(W * 3, np.uint8))
     # Width first with OpenCV (SIMD, h rows only: ~0.1 ms), height inside the blend.
-    cv2.resize(small_bg, (W, h), dst=scratch[0].reshape(h, W, 3), interpolation=cv2.INTER_LINEAR)
-    _blend_upsample(out.reshape(H, W * 3), fg.reshape(H, W * 3), scratch[0], alpha, scratch[1])
+    cv2.resize(small_bg, (W, h), dst=scratch["rows"].reshape(h, W, 3), interpolation=cv2.INTER_LINEAR)
+    _blend_upsample(out.reshape(H, W * 3), fg.reshape(H, W * 3), scratch["rows"], alpha, scratch["row"])
     return out
 
 

@@ -119,7 +119,8 @@ class MattingStage(_Worker):
         self._last_seq = -1
         self.stale = 0  # results that finished after a newer one (workers > 1), dropped
         self.inbox, self.outbox = inbox, outbox
-        self.min_period = 1.0 / max_hz if max_hz > 0 else 0.0
+        self.max_hz = max_hz  # the user's cap; 0: the model's own default_max_hz
+        self.min_period = self._period()
         self._next_start = 0.0
         self.timings = Timings()
         self.count = 0
@@ -170,12 +171,20 @@ class MattingStage(_Worker):
             self.count += 1
         return Matte(alpha=alpha, seq=frame.seq, t_capture=frame.t_capture, source_size=size, coef=coef)
 
-    def swap(self, matter: Matter | None = None, smoother: smoothing.Smoother | None = None) -> Matter | None:
-        """Switch model and/or smoother while running; returns the old matter."""
+    def _period(self) -> float:
+        hz = self.max_hz or getattr(self.matter, "default_max_hz", 0.0)
+        return 1.0 / hz if hz > 0 else 0.0
+
+    def swap(self, matter: Matter | None = None, smoother: smoothing.Smoother | None = None,
+             max_hz: float | None = None) -> Matter | None:
+        """Switch model, smoother and/or rate cap while running; returns the old matter."""
         with self._lock:
             old = self.matter
             if matter is not None:
                 self.matter = matter
+            if max_hz is not None:
+                self.max_hz = max_hz
+            self.min_period = self._period()  # a new model brings its own default rate
             if smoother is not None:
                 self.smoother = smoother
             self.smoother.reset()
@@ -394,7 +403,7 @@ class Pipeline:
         self.capture = CaptureStage(parts.source, [self.m_frames, self.c_frames], loop=c.loop,
                                     size=size, on_error=self._fail, reopen=parts.reopen)
         self.matting = MattingStage(parts.matter, parts.smoother, parts.compositor.refiner, self.m_frames, self.mattes,
-                                    max_hz=cfg.matting.max_hz or getattr(parts.matter, "default_max_hz", 0.0), workers=cfg.matting.workers, on_error=self._fail)
+                                    max_hz=cfg.matting.max_hz, workers=cfg.matting.workers, on_error=self._fail)
         self.compositing = CompositeStage(parts.compositor, self.c_frames, self.mattes, self.comps,
                                           keep_alpha=keep_alpha, on_error=self._fail)
         self.compositing.max_matte_age = cfg.matting.max_age
@@ -416,7 +425,7 @@ class Pipeline:
         new = create_matter(matting_cfg)
         if not getattr(new, "stateless", False) and self.matting.workers > 1:
             log.info("%s is recurrent: it runs on one matting worker", matting_cfg.model)
-        self.matting.swap(matter=new)
+        self.matting.swap(matter=new, max_hz=matting_cfg.max_hz)
         self.cfg = self.cfg.replace(matting=dataclasses.asdict(matting_cfg))
 
     def switch_smoothing(self, smoothing_cfg) -> None:

@@ -30,6 +30,7 @@ class Matter(abc.ABC):
     name: str = "?"
     licence: str = "?"
     stateless: bool = True  # infer() may run on several threads at once (False: recurrent)
+    default_max_hz: float = 0.0  # the model's own rate cap where matting.max_hz is 0 (0: none)
 
     @abc.abstractmethod
     def infer(self, bgr: np.ndarray) -> np.ndarray:
