@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vcam.config import Config  # noqa: E402
-from vcam.still import Session  # noqa: E402
+from vcam.offline.still import Session  # noqa: E402
 
 
 def main() -> int:

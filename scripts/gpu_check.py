@@ -38,7 +38,7 @@ def main() -> int:
     a = ap.parse_args()
     import onnxruntime as ort
 
-    from vcam.matting import weights
+    from vcam.models import store
 
     out = {"onnxruntime": ort.__version__, "providers": ort.get_available_providers()}
     try:
@@ -58,7 +58,7 @@ def main() -> int:
             [(prov, {"trt_fp16_enable": True, "trt_engine_cache_enable": True, "trt_engine_cache_path": "/tmp/trt"}),
              "CUDAExecutionProvider", "CPUExecutionProvider"]
         # MODNet at the 1080p frame's 16:9 shape, short side 512 (multiples of 32).
-        s = ort.InferenceSession(str(weights.resolve("modnet", fetch=False)), so, providers=provs)
+        s = ort.InferenceSession(str(store.resolve("modnet", fetch=False)), so, providers=provs)
         for h, w in ((288, 512), (512, 896)):
             x = np.random.rand(1, 3, h, w).astype(np.float32)
             io = s.io_binding()
@@ -68,7 +68,7 @@ def main() -> int:
             results[f"{prov} modnet {w}x{h} (io binding)"] = timeit(lambda: s.run_with_iobinding(io))
             results[f"{prov} modnet {w}x{h} (numpy in/out)"] = timeit(lambda: s.run(None, {"input": x}))
         # RVM at full 1080p, downsample 0.25, recurrent state kept on the GPU between frames.
-        r = ort.InferenceSession(str(weights.resolve("rvm", fetch=False)), so, providers=provs)
+        r = ort.InferenceSession(str(store.resolve("rvm", fetch=False)), so, providers=provs)
         src = ort.OrtValue.ortvalue_from_numpy(np.random.rand(1, 3, 1080, 1920).astype(np.float32), "cuda", 0)
         ratio = ort.OrtValue.ortvalue_from_numpy(np.array([0.25], np.float32), "cpu")
         rec = [ort.OrtValue.ortvalue_from_numpy(np.zeros((1, 1, 1, 1), np.float32), "cuda", 0) for _ in range(4)]

@@ -32,13 +32,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vcam.bench import parse_variant  # noqa: E402
-from vcam.capture import Source  # noqa: E402
+from vcam.cli.bench import parse_variant  # noqa: E402
 from vcam.config import Config  # noqa: E402
-from vcam import smoothing  # noqa: E402
-from vcam.compositor import Compositor  # noqa: E402
-from vcam.matting import create as create_matter  # noqa: E402
-from vcam.pipeline import Parts, run_lockstep  # noqa: E402
+from vcam.engine.lockstep import run_lockstep  # noqa: E402
+from vcam.engine.parts import Parts  # noqa: E402
+from vcam.imaging import smoothing  # noqa: E402
+from vcam.imaging.compositor import Compositor  # noqa: E402
+from vcam.media.sources import Source  # noqa: E402
+from vcam.models.matting import create as create_matter  # noqa: E402
 
 EVAL = ROOT.parent / "shared" / "eval" / "portraits"
 

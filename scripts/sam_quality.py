@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import vcam  # noqa: E402
-import vcam.segment  # noqa: E402
-from vcam.segment import Prompt  # noqa: E402
-from vcam.segment.sam import MobileSam  # noqa: E402
-from vcam.segment.select import choose_mask  # noqa: E402
+from vcam.models.sam import MobileSam  # noqa: E402
+from vcam.offline.still import prompt_matting  # noqa: E402
+from vcam.subject import Prompt, PromptSession  # noqa: E402
+from vcam.subject.select import choose_mask  # noqa: E402
 
 EVAL = ROOT.parent / "shared" / "eval"
 
@@ -76,7 +76,7 @@ def main() -> int:
             g = gt.astype(np.float32) / 255
             click = deepest(gt > 127)
             t = time.perf_counter()
-            sel = vcam.segment.PromptSession(img).select(Prompt(points=[click]))
+            sel = PromptSession(img, matting=prompt_matting).select(Prompt(points=[click]))
             a = sel.alpha
             dt = time.perf_counter() - t
             row = {"image": f.stem, "click": click, "s": dt}
@@ -108,7 +108,7 @@ def main() -> int:
         img = cv2.imread(str(f))
         gt = cv2.imread(str(EVAL / "portraits" / "masks" / (f.stem + ".png")), cv2.IMREAD_GRAYSCALE) > 127
         t = time.perf_counter()
-        session = vcam.segment.PromptSession(img)  # one encoding per image, as the picker does
+        session = PromptSession(img, matting=prompt_matting)  # one encoding per image, as the picker does
         encode_s.append(time.perf_counter() - t)
         d = deepest(gt)
         fp = face_point(gt)

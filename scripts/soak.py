@@ -56,7 +56,8 @@ def make_clip(path: Path, width: int, height: int, fps: float, seconds: float = 
 
 def soak(minutes: float, width: int, height: int, fps: float, interval: float, warmup: float) -> dict:
     from vcam.config import Config
-    from vcam.pipeline import Pipeline, build_parts
+    from vcam.engine.parts import build_parts
+    from vcam.live.pipeline import Pipeline
 
     tmp = Path(tempfile.mkdtemp(prefix="vcam-soak-"))
     clip = tmp / "clip.mp4"

@@ -24,14 +24,14 @@ def _isolated_user_config(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def modnet_path():
-    from vcam.matting import weights
+    from vcam.models import store
 
-    return weights.resolve("modnet")
+    return store.resolve("modnet")
 
 
 @pytest.fixture(scope="session")
 def modnet(modnet_path):
-    from vcam.matting import create
+    from vcam.models.matting import create
 
     return create(Config().matting)
 

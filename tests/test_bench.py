@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from vcam import bench
+from vcam.cli import bench
 from vcam.cli import main
 from vcam.errors import ConfigError
 
@@ -26,9 +26,11 @@ def test_bench_side_by_side(tmp_path, capsys, modnet_path):
     assert len(data["runs"]) == 2
     for run in data["runs"]:
         s = run["stats"]
-        for key in ("output_fps", "matting_hz", "stage_ms", "latency_ms", "dropped", "cpu_cores", "peak_rss_mb"):
-            assert key in s
-        assert s["output_fps"] > 25
+        assert s["output_fps"] > 25 and s["matting_hz"] > 0 and s["size"] == [320, 180]
+        assert s["stage_ms"]["matting"]["p50"] > 0 and 0 < s["latency_ms"]["p50"] < 1000
+        assert 0 < s["cpu_cores"] <= 2.5 and s["peak_rss_mb"] > 50
+        assert f"| {run['variant']} | 320x180 | {s['output_fps']} | {s['matting_hz']} |" in text
+    assert [r["stats"]["input_size"] for r in data["runs"]] == [192, 224]
     assert data["runs"][1]["stats"]["matting_hz"] <= 5.5  # the rate cap is honoured
     k = data["kernels"]
     assert k["copy_GBps"] > 0 and k["blend_vs_floor"] > 0 and k["compositor_ms"] > 0

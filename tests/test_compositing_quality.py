@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 from vcam import sample
-from vcam.capture import Source
-from vcam.compositor import Compositor
+from vcam.media.sources import Source
+from vcam.imaging.compositor import Compositor
 from vcam.config import CompositorConfig, Config
-from vcam.pipeline import Pipeline, build_parts, collapse_reason
+from vcam.engine.parts import build_parts
+from vcam.imaging.guard import collapse_reason
+from vcam.live.pipeline import Pipeline
 
 ASTRO = cv2.imread(str(__import__("pathlib").Path(__file__).resolve().parents[1] / "vcam" / "data" / "astronaut.jpg"))
 
@@ -122,7 +124,7 @@ def test_empty_room_is_blurred_then_the_person_is_composited(caplog, modnet_path
 
 def test_lite_model_on_the_astronaut():
     pytest.importorskip("ai_edge_litert", reason="--model lite needs the lite extra: pip install -e '.[lite]'")
-    from vcam.matting import create
+    from vcam.models.matting import create
 
     matter = create(Config().matting.__class__(model="lite"))
     a = matter.infer(ASTRO)

@@ -15,8 +15,11 @@ import pytest
 
 from vcam.cli import main
 from vcam.config import Config
-from vcam.control import ConfigWatcher, ControlServer, Controller, send_command, socket_path
-from vcam.pipeline import Pipeline, build_parts
+from vcam.live.control import Controller
+from vcam.live.server import ControlServer, send_command, socket_path
+from vcam.live.watchers import ConfigWatcher
+from vcam.engine.parts import build_parts
+from vcam.live.pipeline import Pipeline
 
 from helpers import patch_mean, sample_points
 
@@ -44,7 +47,7 @@ class Running:
 
     def wait_for_mattes(self, timeout=10.0):
         t0 = time.monotonic()
-        while self.pipe.matting.count < 2 and time.monotonic() - t0 < timeout:
+        while self.pipe.matting.unit.timings.count < 2 and time.monotonic() - t0 < timeout:
             time.sleep(0.05)
 
     def stop(self):
@@ -97,9 +100,11 @@ def test_status_and_ctl_cli(running, capsys):
     running()
     assert main(["ctl", "status"]) == 0
     st = json.loads(capsys.readouterr().out)
-    for key in ("mode", "background", "model", "fps_in", "fps_out", "matting_hz", "latency_ms", "dropped", "uptime_s"):
-        assert key in st
-    assert st["mode"] == "blur" and st["model"] == "modnet" and st["fps_out"] > 0
+    assert st["mode"] == "blur" and st["model"] == "modnet" and st["background"] is None and st["blur"] == 50
+    assert st["paused"] is False and st["mirror"] is False and st["keep"] == {"state": "all"}
+    assert abs(st["fps_out"] - FPS) < 2 and 0 < st["fps_in"] <= FPS + 1 and st["matting_hz"] > 0
+    assert 0 < st["latency_ms"]["p50"] <= st["latency_ms"]["p95"] < 1000
+    assert all(n >= 0 for n in st["dropped"].values()) and st["uptime_s"] > 0
     assert main(["ctl", "blur", "toggle"]) == 0
     assert json.loads(capsys.readouterr().out)["mode"] == "none"
     assert main(["ctl", "blur", "toggle"]) == 0
@@ -206,7 +211,7 @@ def test_background_folder_rotates_on_command(running, tmp_path, recording_backe
     assert patch_mean(cam.frames[-1], background[0], 2)[0] > 200  # blue
     assert send_command(["bg", "prev"])["background"].endswith("1-red.png")
     # The prepared (cover-fitted) image is reused frame after frame, not rebuilt.
-    look = r.pipe.parts.compositor.look
+    look = r.pipe.look
     assert look.background.at(320, 180) is look.background.at(320, 180)
 
 

@@ -4,14 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from vcam import doctor
+from vcam.cli import doctor
 from vcam.cli import main
-from vcam.matting import weights
+from vcam.models import store
 
 
 def test_doctor_reports_and_fixes(capsys, tmp_path, monkeypatch, modnet_path):
     monkeypatch.setenv("VCAM_CACHE_DIR", str(tmp_path))
-    cached = weights.cached_path("modnet")
+    cached = store.cached_path("modnet")
     cached.parent.mkdir(parents=True)
     shutil.copy(modnet_path, cached)
     with open(cached, "r+b") as f:  # a corrupt cached model
@@ -21,7 +21,7 @@ def test_doctor_reports_and_fixes(capsys, tmp_path, monkeypatch, modnet_path):
     out = capsys.readouterr().out
     assert rc == 1
     assert "model modnet: cached file fails its sha256 check" in out and "vcam models pull modnet --force" in out
-    assert "onnxruntime" in out and "pyvirtualcam" in out
+    assert "[ok  ] onnxruntime " in out and "[ok  ] pyvirtualcam imports" in out
     if not Path("/sys/module/v4l2loopback").exists():
         assert "[FAIL] v4l2loopback is not loaded" in out and "fix:" in out
 

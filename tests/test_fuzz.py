@@ -29,7 +29,12 @@ def test_config_merge_never_crashes(entries):
     except ConfigError as e:
         assert "\n" not in str(e) and str(e)
     else:
-        assert isinstance(cfg, Config)
+        # Accepted: every key given landed in the config as a value of its declared type.
+        got = cfg.to_dict()
+        for sec, vals in layer.items():
+            for key, value in vals.items():
+                declared = type(Config().to_dict()[sec][key])
+                assert type(got[sec][key]) is declared, (sec, key, value, got[sec][key])
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -65,4 +70,14 @@ def test_cli_flags_give_a_config_or_a_clean_error(pairs):
     except ConfigError as e:
         assert "\n" not in str(e)
     else:
-        assert isinstance(cfg, Config)
+        # Accepted: the flags' values are in the config, so `vcam` would run with what was typed.
+        if a.size is not None:
+            assert (cfg.capture.width, cfg.capture.height) == a.size
+        if a.fps is not None:
+            assert cfg.capture.fps == a.fps
+        if a.source is not None:
+            assert cfg.capture.source == a.source
+        if a.no_virtualcam:
+            assert cfg.output.virtualcam is False
+        if a.mirror:
+            assert cfg.compositor.mirror is True

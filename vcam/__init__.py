@@ -3,7 +3,7 @@
 The live pipeline is capture → matting → temporal smoothing → refinement and
 compositing → output, each stage in its own thread (see ``docs/architecture.md``).
 
-Python API for stills (see :mod:`vcam.still` for the accepted and returned types)::
+Python API for stills (see :mod:`vcam.offline.still` for the accepted and returned types)::
 
     import vcam
     cutout = vcam.remove(pil_image)                      # RGBA PIL image
@@ -17,17 +17,17 @@ __version__ = "0.1.0"
 
 from .errors import VcamError  # noqa: E402
 
-__all__ = ["VcamError", "__version__", "remove", "new_session", "Session", "Prompt"]
+__all__ = ["AlphaMatting", "Prompt", "Session", "VcamError", "__version__", "new_session", "remove"]
 
 
 def __getattr__(name):
     # The API pulls in OpenCV, onnxruntime and numba: import it on first use only.
     if name in ("remove", "new_session", "Session", "AlphaMatting"):
-        from . import still
+        from .offline import still
 
         return getattr(still, name)
     if name == "Prompt":
-        from .segment import Prompt
+        from .subject.prompt import Prompt
 
         return Prompt
     raise AttributeError(f"module 'vcam' has no attribute {name!r}")

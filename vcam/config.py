@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -27,7 +28,7 @@ def _f(default, *, choices=None, lo=None, hi=None, doc=""):
 
 @dataclass(frozen=True, kw_only=True)
 class CaptureConfig:
-    source: str = _f("0", doc="camera index, /dev/videoN, video file, frame folder, 'sample' or 'synthetic'")
+    source: str = _f("0", doc="camera index, /dev/videoN, video file, frame folder, or 'sample' (the built-in clip)")
     width: int = _f(1280, lo=16, hi=7680, doc="requested width")
     height: int = _f(720, lo=16, hi=4320, doc="requested height")
     fps: float = _f(30.0, lo=1, hi=240, doc="requested frame rate; also the output rate")
@@ -158,6 +159,8 @@ def _coerce(key: str, f: dataclasses.Field, value: Any, origin: str) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             value = float(value)
+            if not math.isfinite(value):  # NaN passes every range check: refuse it here
+                raise ValueError
         else:
             if value is None:
                 value = ""

@@ -62,7 +62,7 @@ export VCAM_CACHE_DIR=${VCAM_CACHE_DIR:-$HOME/.cache/vcam}
 MODEL=${VM_MODEL:-$("$PY" -c "import ai_edge_litert" 2>/dev/null && echo lite || echo modnet)}
 "$PY" -m vcam models pull $MODEL >/dev/null
 "$PY" $HERE/make_clip.py $V/data
-NUMBA_CACHE_DIR=$V/numba-cache NUMBA_CPU_NAME=generic "$PY" -c "from vcam import kernels; kernels.warm()"
+NUMBA_CACHE_DIR=$V/numba-cache NUMBA_CPU_NAME=generic "$PY" -c "from vcam.imaging import kernels; kernels.warm()"
 cat > $V/env.sh <<ENV
 REPO='$REPO'; PY='$PY'; VCAM_CACHE_DIR='$VCAM_CACHE_DIR'; MODEL=$MODEL; FPS=$FPS; SECS=${SECS:-3.5}; CHROME=${CHROME:-1}
 ENV

@@ -1,0 +1,52 @@
+"""``vcam models list|pull``: the model table, what is cached, and fetching into the cache."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..models import store
+from ..models.sam import export as sam_export
+
+
+def status(name: str, *, verify: bool = False) -> tuple[str, Path]:
+    """``("cached" | "corrupt" | "not cached", where it lives)`` for a row of the model table;
+    ``verify`` checks the sha256 (slow), else only the size."""
+    s = store.spec(name)
+    if s.task == "prompt":  # MobileSAM lives in the cache as its exported ONNX pair
+        enc = sam_export.paths()[0]
+        st = sam_export.status()
+        if st == "cached" and verify:
+            try:
+                sam_export.verified_paths()
+            except Exception:
+                st = "corrupt"
+        return st, enc.parent
+    p = store.cached_path(name)
+    if not p.exists():
+        return "not cached", p
+    ok = store.verified(p, s) if verify else store.is_cached(name)
+    return ("cached" if ok else "corrupt"), p
+
+
+def _size_mb(name: str, state: str) -> float:
+    s = store.spec(name)
+    if s.task == "prompt" and state == "cached":
+        return sum(p.stat().st_size for p in sam_export.paths()[:2] if p.is_file()) / 1e6
+    return s.size / 1e6
+
+
+def main(a) -> int:
+    if a.models_cmd == "pull":
+        s = store.spec(a.name)
+        if s.task == "prompt":
+            enc, dec = sam_export.export(force=a.force)
+            print(f"{a.name}: {enc} + {dec.name}")
+        else:
+            print(f"{a.name}: {store.pull(a.name, force=a.force)}")
+        return 0
+    print(f"{'name':<9} {'licence':<11} {'size':>8}  {'status':<10}  source")
+    for s in store.MODELS.values():
+        state, _ = status(s.name)
+        print(f"{s.name:<9} {s.licence:<11} {_size_mb(s.name, state):>6.1f}MB  {state:<10}  "
+              f"{s.package.requirement} — {s.about}")
+    print(f"cache: {store.cache_dir()}")
+    return 0

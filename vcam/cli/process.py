@@ -1,0 +1,22 @@
+"""``vcam process``: a video file or a folder of frames, offline, no frame dropped."""
+from __future__ import annotations
+
+import logging
+
+from ..config import Config
+from ..errors import ConfigError
+from ..offline.video import process_video
+from .app import write_json
+
+log = logging.getLogger(__name__)
+
+
+def main(cfg: Config, a) -> int:
+    if not a.output and not a.alpha_out:
+        raise ConfigError("nothing to write: give -o OUT.mp4 and/or --alpha-out DIR")
+    stats = process_video(cfg, a.input, output=a.output, alpha_out=a.alpha_out, fps=a.fps,
+                          transparent=a.transparent, keep_partial=a.keep_partial)
+    log.info("processed %d frames in %.1f s (%.1f fps)", stats["frames"], stats["seconds"], stats["fps"])
+    if cfg.run.stats_json:
+        write_json(cfg.run.stats_json, stats)
+    return 0

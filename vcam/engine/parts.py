@@ -1,0 +1,44 @@
+"""What a run is built from, opened in an order that fails early and cleans up after itself."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import Config
+from ..imaging import smoothing
+from ..imaging.compositor import Compositor
+from ..media.sinks import Sink, build_sinks
+from ..media.sources import Source, open_source
+from ..models.matting import Matter, create as create_matter
+
+
+@dataclass
+class Parts:
+    """Everything a pipeline is built from; tests, benchmarks and ``vcam process`` build these directly."""
+
+    source: Source
+    matter: Matter
+    smoother: smoothing.Smoother
+    compositor: Compositor
+    sinks: list[Sink]
+
+
+def build_parts(cfg: Config, *, sinks: list[Sink] | None = None, source: Source | None = None) -> Parts:
+    """Prepare the compositor, open the source, load the model and open the sinks, in that order,
+    closing whatever was opened if a later step fails."""
+    c = cfg.capture
+    opened: list = []
+    try:
+        # The compositor first: a bad background fails before the camera is touched.
+        compositor = Compositor(cfg.compositor, cfg.refine)
+        if source is None:
+            source = open_source(c.source, width=c.width, height=c.height, fps=c.fps)
+        opened.append(source)
+        matter = create_matter(cfg.matting)
+        opened.append(matter)
+        if sinks is None:
+            sinks = build_sinks(cfg.output, c.width, c.height, c.fps)
+        return Parts(source, matter, smoothing.create(cfg.smoothing), compositor, sinks)
+    except BaseException:
+        for o in reversed(opened):
+            o.close()
+        raise

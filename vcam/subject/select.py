@@ -1,0 +1,159 @@
+"""Prompted cutouts: SAM says *which* subject, the matting model or closed-form matting says *where its edges are*.
+
+Plain SAM with one click tends to return a part (a shirt, a face) when it ranks
+its masks by predicted IoU, and its masks are hard-edged at 256×256. We:
+
+1. encode the image once (:class:`~vcam.segment.sam.MobileSam`), decode the prompt
+   into SAM's four candidates and take the one it rates best;
+2. run the portrait matting model on the whole image and take its connected
+   regions under the positive points;
+3. when that region holds one of SAM's candidates and resembles one of them, the
+   subject is a person the matting model knows: its soft matte, cut to that region,
+   is the answer (this turns "the shirt" into "the person");
+4. otherwise (or when a negative point falls inside that region) SAM's mask stands, and its edge becomes a trimap band for closed-form
+   matting (pymatting), which gives soft hair and fur;
+5. either way, foreground colours are estimated so the old background does not fringe.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..imaging.alpha import AlphaMatting, closed_form, closed_form_alpha
+from ..models.sam import Embedding, Masks, MobileSam
+from .prompt import Prompt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Selection:
+    alpha: np.ndarray  # [H, W] u8
+    foreground: np.ndarray  # [H, W, 3] u8 BGR, decontaminated colours
+    source: str  # "matting" or "sam"
+    sam_iou: float  # SAM's predicted IoU of its chosen mask
+    mask: np.ndarray  # [H, W] bool, the hard selection before refinement
+
+
+def _components_under(mask: np.ndarray, points) -> np.ndarray:
+    """Connected regions of ``mask`` under any of ``points``."""
+    n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    h, w = mask.shape
+    pick = {int(labels[min(int(y), h - 1), min(int(x), w - 1)]) for x, y in points} - {0}
+    if not pick:
+        return np.zeros_like(mask, bool)
+    return np.isin(labels, list(pick))
+
+
+def _inside(mask: np.ndarray, points) -> bool:
+    h, w = mask.shape
+    return any(mask[min(int(y), h - 1), min(int(x), w - 1)] for x, y in points)
+
+
+def _matte_agrees(person: np.ndarray, candidates: np.ndarray, sam_sure: bool = True,
+                  best: np.ndarray | None = None) -> bool:
+    """Is the matting region under the click the subject SAM sees? Yes when it holds one of
+    SAM's candidates (SAM often picks a part of a person) and resembles one of them (the
+    matte is not a large blob that merely contains the subject). When SAM itself is unsure
+    (every predicted IoU low: it sees crumbs), holding is enough: the matte knows people.
+    No when SAM is sure of a whole object (its best mask is most of the region's size), and
+    none of its candidates matches the region: the matte has then glued something else to
+    the subject."""
+    p = person.sum()
+    holds = resembles = 0.0
+    for c in candidates:
+        n = c.sum()
+        if not n:
+            continue
+        inter = (person & c).sum()
+        holds = max(holds, inter / n)
+        resembles = max(resembles, inter / (p + n - inter))
+    if sam_sure and best is not None and best.sum() >= 0.7 * p and resembles < 0.85:
+        return False  # SAM's whole object and the matte's region differ, and no candidate of SAM's backs the matte
+    return holds >= 0.8 and (resembles >= 0.3 or not sam_sure)
+
+
+def _with_detached_parts(matte_fg: np.ndarray, person: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Add the matte's detached pieces of the same subject (a raised hand, a strand of hair cut
+    off at matte resolution): regions mostly inside a SAM candidate that resembles the person."""
+    p = person.sum()
+    best, best_iou = None, 0.5
+    for c in candidates:
+        inter = (person & c).sum()
+        u = p + c.sum() - inter
+        if u and inter / u >= best_iou:
+            best, best_iou = c, inter / u
+    if best is None:
+        return person
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(matte_fg.astype(np.uint8), connectivity=8)
+    if n <= 2:
+        return person
+    inside = np.bincount(labels[best], minlength=n)
+    area = stats[:, cv2.CC_STAT_AREA]
+    extra = (inside >= 0.5 * area) & (np.arange(n) > 0)
+    return person | extra[labels]
+
+
+def choose_mask(masks: Masks, prompt: Prompt) -> int:
+    """SAM's best-rated candidate; with several clicks, only the multi-mask tokens are asked."""
+    return int(np.argmax(masks.iou))
+
+
+def band_trimap(mask: np.ndarray, radius: int) -> np.ndarray:
+    se = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    m = mask.astype(np.uint8)
+    tri = np.full(mask.shape, 0.5)
+    tri[cv2.erode(m, se) > 0] = 1.0
+    tri[cv2.dilate(m, se) == 0] = 0.0
+    return tri
+
+
+def select(bgr: np.ndarray, prompt: Prompt, sam: MobileSam, *, matte: np.ndarray | None = None,
+           embedding: Embedding | None = None, refine: bool = True) -> Selection:
+    """The subject that ``prompt`` points at, as a soft alpha. ``matte``: the matting model's
+    alpha for this image (u8), which lets people get the matting model's edges."""
+    h, w = bgr.shape[:2]
+    prompt.check(w, h)
+    emb = embedding or sam.embed(bgr)
+    masks = sam.predict(emb, prompt)
+    best = choose_mask(masks, prompt)
+    sam_mask = masks.binary(best)
+    diag = float(np.hypot(h, w))
+    if matte is not None and prompt.points:
+        person = _components_under(matte > 127, prompt.points)
+        if _inside(person, prompt.neg):
+            person[:] = False  # a "not this" inside the person: only SAM can cut a person apart
+        inside = np.ones_like(person)
+        if prompt.box is not None:
+            x1, y1, x2, y2 = (int(round(v)) for v in prompt.clipped_box(w, h))
+            inside[:] = False
+            inside[y1:y2 + 1, x1:x2 + 1] = True
+            person &= inside
+        candidates = masks.logits > 0
+        if person.any() and sam_mask.any() and _matte_agrees(person, candidates, float(masks.iou.max()) >= 0.75, sam_mask):
+            person = _with_detached_parts(matte > 127, person, candidates) & inside
+            # Keep the matte's soft border: grow the region a little before cutting.
+            r = max(3, int(0.01 * diag))
+            region = cv2.dilate(person.astype(np.uint8),
+                                cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+            alpha = (matte * region).astype(np.uint8)
+            fg = bgr
+            if refine:
+                alpha, fg = _refine_soft(bgr, alpha, diag)
+            return Selection(alpha, fg, "matting", float(masks.iou[best]), alpha > 127)
+    if not sam_mask.any():
+        return Selection(np.zeros((h, w), np.uint8), bgr, "sam", float(masks.iou[best]), sam_mask)
+    if not refine:
+        return Selection(sam_mask.astype(np.uint8) * 255, bgr, "sam", float(masks.iou[best]), sam_mask)
+    radius = max(2, int(round(0.006 * diag)))
+    alpha, fg = closed_form(bgr, band_trimap(sam_mask, radius))
+    return Selection(alpha, fg, "sam", float(masks.iou[best]), sam_mask)
+
+
+def _refine_soft(bgr: np.ndarray, alpha: np.ndarray, diag: float) -> tuple[np.ndarray, np.ndarray]:
+    """A soft matte already has its edges: closed-form matting only in its uncertain band
+    (``vcam remove --alpha-matting``'s trimap, its erosion scaled to the image)."""
+    return closed_form_alpha(bgr, alpha, AlphaMatting(erode_size=max(2, int(round(0.004 * diag)))))
