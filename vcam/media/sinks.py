@@ -20,21 +20,14 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from ..core.registry import Registry
 from ..errors import OutputError
 
 log = logging.getLogger(__name__)
 
 MODPROBE = 'sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label="vcam"'
-SINKS: dict[str, type["Sink"]] = {}  # in the order build_sinks opens them
-
-
-def register(name: str):
-    def deco(cls):
-        SINKS[name] = cls
-        cls.kind = name
-        return cls
-
-    return deco
+SINKS = Registry()  # name → Sink class, in the order build_sinks opens them
+register = SINKS.register
 
 
 class Sink:

@@ -23,20 +23,13 @@ import numpy as np
 
 from .. import sample
 from ..core.frames import IMAGE_EXTS
+from ..core.registry import Registry
 from ..errors import SourceError
 
 log = logging.getLogger(__name__)
 
-SOURCES: dict[str, type["Source"]] = {}  # in the order open_source asks them
-
-
-def register(name: str):
-    def deco(cls):
-        SOURCES[name] = cls
-        cls.kind = name
-        return cls
-
-    return deco
+SOURCES = Registry()  # name → Source class, in the order open_source asks them
+register = SOURCES.register
 
 
 class Source:

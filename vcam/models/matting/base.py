@@ -9,23 +9,15 @@ A matter turns a full-resolution BGR frame into a model-resolution matte:
 from __future__ import annotations
 
 import abc
-from typing import Callable
 
 import numpy as np
 
+from ...core.registry import Registry
 from .. import store
 from ..runtime import make_session
 
-MATTERS: dict[str, type["Matter"]] = {}
-
-
-def register(name: str) -> Callable[[type["Matter"]], type["Matter"]]:
-    def deco(cls: type["Matter"]) -> type["Matter"]:
-        cls.name = name
-        MATTERS[name] = cls
-        return cls
-
-    return deco
+MATTERS = Registry("name")  # matting.model → Matter class
+register = MATTERS.register
 
 
 class Matter(abc.ABC):
