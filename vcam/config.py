@@ -106,6 +106,8 @@ class RunConfig:
     seconds: float = _f(0.0, lo=0, hi=1e9, doc="stop after this many seconds (0: run until Ctrl-C)")
     stats_json: str = _f("", doc="write run statistics to this JSON file on exit")
     log_level: str = _f("info", choices=("debug", "info", "warning", "error"), doc="log level")
+    max_pixels: int = _f(50_000_000, lo=1, hi=1 << 30, doc="largest image (stills, backgrounds, video frames) "
+                         "vcam decodes, in pixels; checked from the file's header before decoding")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,6 +136,12 @@ def user_config_path() -> Path:
     from platformdirs import user_config_dir
 
     return Path(user_config_dir("vcam")) / "config.yaml"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """A bad value as the user may see it in one line: its repr, cut short."""
+    r = repr(value)
+    return r if len(r) <= limit else r[:limit - 4] + " ..."
 
 
 def _nearest(word: str, options) -> str:
@@ -168,12 +176,12 @@ def _coerce(key: str, f: dataclasses.Field, value: Any, origin: str) -> Any:
                 raise ValueError
             value = str(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"bad value {value!r} for {where}: expected {kind.__name__}") from None
+        raise ConfigError(f"bad value {_short(value)} for {where}: expected {kind.__name__}") from None
     if md.get("choices") and value not in md["choices"]:
-        raise ConfigError(f"bad value {value!r} for {where}: allowed values are {', '.join(md['choices'])}")
+        raise ConfigError(f"bad value {_short(value)} for {where}: allowed values are {', '.join(md['choices'])}")
     lo, hi = md.get("lo"), md.get("hi")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise ConfigError(f"bad value {value!r} for {where}: allowed range is {lo}..{hi}")
+        raise ConfigError(f"bad value {_short(value)} for {where}: allowed range is {lo}..{hi}")
     return value
 
 
@@ -186,7 +194,8 @@ def merge(base: Config, layer: dict | None, origin: str) -> Config:
     new_sections = {}
     for sec_name, values in layer.items():
         if sec_name not in SECTIONS:
-            raise ConfigError(f"unknown config section '{sec_name}' in {origin}{_nearest(str(sec_name), SECTIONS)}")
+            raise ConfigError(f"unknown config section {_short(str(sec_name))} in {origin}"
+                              f"{_nearest(str(sec_name)[:64], SECTIONS)}")
         if values is None:
             continue
         if not isinstance(values, dict):
@@ -195,12 +204,26 @@ def merge(base: Config, layer: dict | None, origin: str) -> Config:
         current = dataclasses.asdict(getattr(base, sec_name))
         for key, value in values.items():
             if key not in sec_fields:
-                raise ConfigError(
-                    f"unknown config key '{sec_name}.{key}' in {origin}{_nearest(str(key), sec_fields)}"
-                )
+                raise ConfigError(f"unknown config key {_short(f'{sec_name}.{key}')} in {origin}"
+                                  f"{_nearest(str(key)[:64], sec_fields)}")
             current[key] = _coerce(f"{sec_name}.{key}", sec_fields[key], value, origin)
         new_sections[sec_name] = SECTIONS[sec_name](**current)
     return dataclasses.replace(base, **new_sections)
+
+
+class _AliasRefused(Exception):
+    def __init__(self, line: int):
+        self.line = line
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without aliases: an alias can expand a few lines into gigabytes (a "billion laughs"),
+    and a config file has no need for one."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise _AliasRefused(self.peek_event().start_mark.line + 1)
+        return super().compose_node(parent, index)
 
 
 def load_yaml(path: str | os.PathLike) -> dict:
@@ -212,7 +235,10 @@ def load_yaml(path: str | os.PathLike) -> dict:
     except OSError as e:
         raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_NoAliasLoader)
+    except _AliasRefused as e:
+        raise ConfigError(f"config file {p} uses a YAML alias at line {e.line}: vcam's config takes no "
+                          f"anchors or aliases (& and *), write the value out") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""

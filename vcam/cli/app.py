@@ -6,11 +6,14 @@ import argparse
 import importlib
 import json
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from .. import __version__
 from .. import config as config_mod
+from ..core import imagefile
 from ..errors import ConfigError, VcamError
 from ..imaging.background import look_keys
 from ..models import store
@@ -50,6 +53,23 @@ def _common_effects(p: argparse.ArgumentParser) -> None:
     c.add_argument("--config", metavar="FILE", help="a config.yaml to apply over the user config")
     c.add_argument("--print-config", action="store_true", help="print the effective config and exit")
     c.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="run.log_level")
+    c.add_argument("--max-pixels", type=int, metavar="N",
+                   help="refuse images over N pixels, from their header (run.max_pixels, default 50 MP)")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that every ``finally`` cleans up as for Ctrl-C."""
+
+    signum = signal.SIGTERM
+
+
+def stop_cleanly_on_sigterm() -> None:
+    """For the offline commands: SIGTERM unwinds like Ctrl-C (temporaries removed), exit 143."""
+    if threading.current_thread() is threading.main_thread():
+        def raise_terminated(*_):
+            raise Terminated()
+
+        signal.signal(signal.SIGTERM, raise_terminated)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,12 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common_effects(d)
 
     rm = sub.add_parser("remove", help="remove the background from images, folders or globs (like rembg)")
-    rm.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, folder, glob, or - for stdin to stdout")
-    rm.add_argument("-o", "--output", metavar="OUT", help="output file (one input) or folder (default: beside each input, *-nobg.png)")
+    rm.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, folder, glob, or - for stdin (to stdout, or -o FILE)")
+    rm.add_argument("-o", "--output", metavar="OUT", help="output file (one input), or folder (several inputs, an existing folder, a name ending in / or "
+                         "without an extension); default: beside each input, *-nobg.png. Inputs that share a stem keep "
+                         "their extension in the name: photo.jpg.png")
     rm.add_argument("--only-mask", action="store_true", help="write the 8-bit alpha mask as PNG, same stem")
     rm.add_argument("--format", choices=("png", "webp", "jpg"), help="output format (default png; jpg needs --bgcolor)")
     rm.add_argument("--bgcolor", metavar="COLOR", help="flatten onto a colour: #rrggbb, r,g,b or a name")
-    rm.add_argument("--alpha-matting", action="store_true", help="refine edges with closed-form matting (pymatting)")
+    rm.add_argument("-a", "--alpha-matting", action="store_true", help="refine edges with closed-form matting (pymatting)")
     rm.add_argument("-af", "--alpha-matting-foreground-threshold", type=int, default=240, metavar="N")
     rm.add_argument("-ab", "--alpha-matting-background-threshold", type=int, default=10, metavar="N")
     rm.add_argument("-ae", "--alpha-matting-erode-size", type=int, default=10, metavar="N")
@@ -173,6 +195,8 @@ def flags_to_layer(a: argparse.Namespace) -> dict:
         layer["control"]["on_demand"] = True
     if g("log_level") is not None:
         layer["run"]["log_level"] = a.log_level
+    if g("max_pixels") is not None:
+        layer["run"]["max_pixels"] = a.max_pixels
     return {k: v for k, v in layer.items() if v}
 
 
@@ -223,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             layer.setdefault("output", {}).update(virtualcam=False)
         cfg = config_mod.load(a.config, layer)
         _setup_logging(cfg.run.log_level)
+        imagefile.set_max_pixels(cfg.run.max_pixels)
         if a.print_config:
             print(config_mod.dump(cfg), end="")
             return 0
@@ -230,8 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     except VcamError as e:
         print(f"vcam: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as e:
+        return 128 + (e.signum if isinstance(e, Terminated) else signal.SIGINT)
     except Exception as e:  # a bug: one line for the user, the traceback only when asked for
         if logging.getLogger("vcam").isEnabledFor(logging.DEBUG):
             raise

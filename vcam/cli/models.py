@@ -45,7 +45,7 @@ def main(a) -> int:
         return 0
     print(f"{'name':<9} {'licence':<11} {'size':>8}  {'status':<10}  source")
     for s in store.MODELS.values():
-        state, _ = status(s.name)
+        state, _ = status(s.name, verify=True)  # a cached file that fails its checksum is shown as corrupt
         print(f"{s.name:<9} {s.licence:<11} {_size_mb(s.name, state):>6.1f}MB  {state:<10}  "
               f"{s.package.requirement} — {s.about}")
     print(f"cache: {store.cache_dir()}")

@@ -6,12 +6,13 @@ import logging
 from ..config import Config
 from ..errors import ConfigError
 from ..offline.video import process_video
-from .app import write_json
+from .app import stop_cleanly_on_sigterm, write_json
 
 log = logging.getLogger(__name__)
 
 
 def main(cfg: Config, a) -> int:
+    stop_cleanly_on_sigterm()
     if not a.output and not a.alpha_out:
         raise ConfigError("nothing to write: give -o OUT.mp4 and/or --alpha-out DIR")
     stats = process_video(cfg, a.input, output=a.output, alpha_out=a.alpha_out, fps=a.fps,

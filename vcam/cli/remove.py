@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from ..config import Config
 from ..offline.batch import remove_cli
+from .app import stop_cleanly_on_sigterm
 
 
 def main(cfg: Config, a) -> int:
+    stop_cleanly_on_sigterm()
     return remove_cli(cfg, a)

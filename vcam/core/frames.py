@@ -22,7 +22,7 @@ import numpy as np
 
 
 # Image files that every folder input, background folder and `vcam remove` folder takes (what OpenCV reads).
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from ..core.frames import IMAGE_EXTS
+from ..core.imagefile import check_bytes, check_size
 from ..errors import ConfigError, SourceError
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,12 @@ def look_keys(*, bg: str | None = None, color: str | None = None, blur: int | No
     if color is not None:
         return {"mode": "color", "color": str(color)}
     if bg is not None:
-        if not Path(bg).expanduser().exists() and parse_color(bg) is not None:
-            return {"mode": "color", "color": bg}
+        if not Path(bg).expanduser().exists():
+            if parse_color(bg) is not None:
+                return {"mode": "color", "color": bg}
+            if str(bg).strip().startswith("#"):
+                raise ConfigError(f"{bg!r} is not a colour: use #rrggbb (six hex digits), r,g,b or a name like "
+                                  f"green")
         return {"mode": "replace", "background": str(bg)}
     if blur is not None:
         return {"mode": "blur", **({"blur": int(blur)} if blur != -1 else {})}
@@ -63,11 +68,20 @@ def look_keys(*, bg: str | None = None, color: str | None = None, blur: int | No
 
 
 def load_image(path: str) -> np.ndarray:
-    """Read an image file as ``[H, W, 3] uint8 BGR``, or raise a one-line error."""
+    """Read an image file as ``[H, W, 3] uint8 BGR``, or raise a one-line error (missing, not an
+    image, truncated, or over the pixel cap)."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise SourceError(f"background image {p} not found: check the path given to --bg")
-    img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise SourceError(f"cannot read background image {p}: {e.strerror}") from None
+    check_bytes(data, f"background image {p}")
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        img = None
     if img is None:
         raise SourceError(f"cannot read background image {p}: it is not an image OpenCV can decode (use PNG or JPEG)")
     return np.ascontiguousarray(img)
@@ -116,7 +130,13 @@ class VideoBackground:
         self.cap = cv2.VideoCapture(str(path))
         ok, first = self.cap.read() if self.cap.isOpened() else (False, None)
         if not ok:
+            self.cap.release()
             raise SourceError(f"cannot read background video {path}: not a video OpenCV/FFmpeg can decode")
+        try:
+            check_size(first.shape[1], first.shape[0], f"background video {path}")
+        except SourceError:
+            self.cap.release()
+            raise
         self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 10.0
         self._raw = first
         self._t0 = self._clock()

@@ -14,13 +14,12 @@ import re
 import threading
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Callable
 
 from .. import config as config_mod
 from ..config import Config
 from ..errors import ConfigError, VcamError
-from ..imaging.background import parse_color
+from ..imaging.background import look_keys
 from ..subject.prompt import parse_point
 
 log = logging.getLogger(__name__)
@@ -127,11 +126,7 @@ class Controller:
             look = self.pipeline.step_background(1 if arg == "next" else -1)
             self.cfg = replace(self.cfg, compositor=look.cfg)
         elif args:
-            value = " ".join(args)
-            if not Path(value).expanduser().exists() and parse_color(value) is not None:
-                self._set_compositor(mode="color", color=value)
-            else:
-                self._set_compositor(mode="replace", background=value)
+            self._set_compositor(**look_keys(bg=" ".join(args)))
         else:
             raise ConfigError("bg needs next, prev, a path or a colour")
 

@@ -23,8 +23,10 @@ import numpy as np
 
 from .. import sample
 from ..core.frames import IMAGE_EXTS
+from ..core.imagefile import TooLarge, check_size
 from ..core.registry import Registry
 from ..errors import SourceError
+from .images import decode
 
 log = logging.getLogger(__name__)
 
@@ -180,20 +182,37 @@ class FrameDirSource(Source):
         self.frame_count = len(self.files)
         self._i = 0
         self._shape = None
+        self.skipped = 0
+        self._said: set[str] = set()
+
+    def _once(self, what: str, msg: str, *args) -> None:
+        if what not in self._said:
+            self._said.add(what)
+            log.warning(msg, *args)
 
     def read(self):
-        if self._i >= len(self.files):
-            return None
-        f = self.files[self._i]
-        self._i += 1
-        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
-        if img is None:
-            raise SourceError(f"cannot read frame {f}: not an image, or corrupt")
-        if self._shape is None:
-            self._shape = img.shape
-        elif img.shape != self._shape:
-            img = cv2.resize(img, (self._shape[1], self._shape[0]), interpolation=cv2.INTER_AREA)
-        return img
+        """The next readable frame: an unreadable one is skipped (said once), one over the pixel
+        cap stops the run; a frame of another size is resized to the first one's (said once)."""
+        while self._i < len(self.files):
+            f = self.files[self._i]
+            self._i += 1
+            try:
+                img = decode(f.read_bytes(), f"frame {f}")
+            except TooLarge:
+                raise
+            except (SourceError, OSError) as e:
+                self.skipped += 1
+                self._once("unreadable", "skipping unreadable frames in %s (first: %s)", self.path,
+                           e if isinstance(e, SourceError) else f"{f}: {e.strerror}")
+                continue
+            if self._shape is None:
+                self._shape = img.shape
+            elif img.shape != self._shape:
+                self._once("size", "frames in %s differ in size (%s is %dx%d, the first %dx%d): resizing them to "
+                           "the first", self.path, f.name, img.shape[1], img.shape[0], self._shape[1], self._shape[0])
+                img = cv2.resize(img, (self._shape[1], self._shape[0]), interpolation=cv2.INTER_AREA)
+            return img
+        return None
 
     def rewind(self):
         self._i = 0
@@ -220,9 +239,17 @@ class VideoFileSource(Source):
         if not cap.isOpened():
             raise SourceError(f"cannot open video {p}: not a video format OpenCV/FFmpeg can decode")
         self.path, self.cap = p, cap
+        try:
+            check_size(int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), f"video {p}")
+        except SourceError:
+            cap.release()
+            raise
         self.fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
         n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         self.frame_count = n if n > 0 else None
+        self._pos = 0  # frames read since the start
+        self._good: int | None = None  # frames a whole pass gave (known after the first)
+        self._said_truncated = False
         self._first = None
         self._first = self.read()
         if self._first is None:
@@ -233,11 +260,24 @@ class VideoFileSource(Source):
         if self._first is not None:
             img, self._first = self._first, None
             return img
+        if self._good is not None and self._pos >= self._good:
+            return None  # a looped truncated file ends where it broke: FFmpeg is not asked (and noisy) again
         ok, img = self.cap.read()
-        return img if ok else None
+        if not ok:
+            if self._good is None:
+                self._good = self._pos
+            return None
+        self._pos += 1
+        return img
 
     def rewind(self):
+        if self._good is not None and self._pos == self._good and self.frame_count \
+                and self._good < 0.98 * self.frame_count and not self._said_truncated:
+            self._said_truncated = True
+            log.warning("%s: only %d of %d frames decode (truncated?): looping over those", self.path,
+                        self._good, self.frame_count)
         self._first = None
+        self._pos = 0
         self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
         return True
 

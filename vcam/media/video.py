@@ -26,10 +26,12 @@ class AvWriter(Sink):
     kind = "av"
 
     def __init__(self, path: Path, width: int, height: int, fps: float, *, transparent: bool = False,
-                 audio_from: Path | None = None):
+                 audio_from: Path | None = None, label: Path | None = None):
         import av
 
         self.path = path
+        self.label = label or path  # what errors call it (the final name, when writing to a temporary one)
+        self.container = None
         ext = path.suffix.lower()
         if transparent and ext not in (".webm", ".mov"):
             raise ConfigError(f"--transparent needs a .webm (VP9) or .mov (ProRes 4444) file, or a folder for PNGs, not {ext}")
@@ -44,7 +46,7 @@ class AvWriter(Sink):
         try:
             self.container = av.open(str(path), "w")
         except (OSError, av.error.FFmpegError) as e:
-            raise OutputError(f"cannot write {path}: {e}") from None
+            raise self._error(e) from None
         self.stream = self.container.add_stream(codec, rate=_rate(fps))
         self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, pix
         if codec == "libx264":
@@ -72,15 +74,24 @@ class AvWriter(Sink):
                 log.warning("audio not copied from %s: %s", audio_from, e)
                 self.audio_in = None
 
+    def _error(self, e: Exception) -> OutputError:
+        why = getattr(e, "strerror", None) or " ".join(str(e).split())[:120]
+        return OutputError(f"cannot write {self.label}: {why}; free some space, or choose another -o")
+
     def send(self, image: np.ndarray) -> None:
         import av
 
         fmt = "bgra" if image.ndim == 3 and image.shape[2] == 4 else "bgr24"
         frame = av.VideoFrame.from_ndarray(image, format=fmt)
-        for packet in self.stream.encode(frame):
-            self.container.mux(packet)
+        try:
+            for packet in self.stream.encode(frame):
+                self.container.mux(packet)
+        except (OSError, av.error.FFmpegError) as e:
+            raise self._error(e) from None
 
     def close(self) -> None:
+        import av
+
         if self.container is None:
             return
         try:
@@ -92,11 +103,16 @@ class AvWriter(Sink):
                         continue
                     packet.stream = self.audio_out
                     self.container.mux(packet)
+        except (OSError, av.error.FFmpegError) as e:
+            raise self._error(e) from None
         finally:
             if self.audio_in is not None:
                 self.audio_in.close()
-            self.container.close()
-            self.container = None
+            container, self.container = self.container, None
+            try:
+                container.close()
+            except (OSError, av.error.FFmpegError):
+                pass  # the error above already says what went wrong
 
 
 class PngSequence(Sink):
@@ -104,12 +120,19 @@ class PngSequence(Sink):
 
     kind = "png"
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, *, label: Path | None = None):
         self.folder = folder
+        self.label = label or folder  # what errors call it (the final name, when writing to a temporary one)
         folder.mkdir(parents=True, exist_ok=True)
         self.n = 0
 
     def send(self, image):
-        if not cv2.imwrite(str(self.folder / f"{self.n:05d}.png"), image):
-            raise OutputError(f"cannot write PNGs into {self.folder}: check it is writable")
+        ok, buf = cv2.imencode(".png", image)
+        try:
+            if not ok:
+                raise OSError(0, "PNG encoding failed")
+            (self.folder / f"{self.n:05d}.png").write_bytes(buf.tobytes())
+        except OSError as e:
+            raise OutputError(f"cannot write PNGs into {self.label}: {e.strerror}; free some space, or check "
+                              f"the folder is writable") from None
         self.n += 1

