@@ -96,3 +96,12 @@ def test_every_thread_is_a_worker(cls):
 
     mod, name = cls.rsplit(".", 1)
     assert issubclass(getattr(importlib.import_module(mod), name), Worker)
+
+
+def test_the_live_command_imports_only_what_it_runs():
+    """Startup cost matters (under the VM's emulation, minutes): the live camera must not import
+    what only stills, video files or the one-time export use."""
+    code = ("import sys, vcam.cli.run; "
+            "print(' '.join(m for m in ('pymatting', 'torch', 'av', 'PIL', 'onnx') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "", r.stdout + r.stderr

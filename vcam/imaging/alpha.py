@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from pymatting import estimate_alpha_cf, estimate_foreground_ml
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +56,10 @@ def closed_form_alpha(bgr: np.ndarray, alpha: np.ndarray, am: AlphaMatting) -> t
 def closed_form(bgr: np.ndarray, trimap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """pymatting's closed-form alpha for a float ``trimap`` (0, 0.5, 1) and its foreground estimation:
     ``(alpha [H, W] u8, foreground [H, W, 3] u8 BGR)``."""
+    # Imported here, not with the module: pymatting compiles its numba kernels when imported (about a
+    # second here, minutes under emulation), and only stills with alpha matting or prompts need it.
+    from pymatting import estimate_alpha_cf, estimate_foreground_ml
+
     img = bgr[:, :, ::-1].astype(np.float64) / 255.0
     # pymatting prints solver warnings on stdout, which would corrupt `vcam remove - > out.png`.
     with contextlib.redirect_stdout(io.StringIO()):
