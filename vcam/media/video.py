@@ -32,6 +32,7 @@ class AvWriter(Sink):
         self.path = path
         self.label = label or path  # what errors call it (the final name, when writing to a temporary one)
         self.container = None
+        self.failed = False
         ext = path.suffix.lower()
         if transparent and ext not in (".webm", ".mov"):
             raise ConfigError(f"--transparent needs a .webm (VP9) or .mov (ProRes 4444) file, or a folder for PNGs, not {ext}")
@@ -87,12 +88,20 @@ class AvWriter(Sink):
             for packet in self.stream.encode(frame):
                 self.container.mux(packet)
         except (OSError, av.error.FFmpegError) as e:
+            self.failed = True
             raise self._error(e) from None
 
     def close(self) -> None:
         import av
 
         if self.container is None:
+            return
+        if self.failed:
+            # After a failed write, flushing the encoder into the broken muxer crashes FFmpeg
+            # (a segfault in PyAV 18): drop the file's remains without touching the encoder again.
+            self.container = None
+            if self.audio_in is not None:
+                self.audio_in.close()
             return
         try:
             for packet in self.stream.encode():
@@ -104,15 +113,17 @@ class AvWriter(Sink):
                     packet.stream = self.audio_out
                     self.container.mux(packet)
         except (OSError, av.error.FFmpegError) as e:
+            self.failed = True
             raise self._error(e) from None
         finally:
             if self.audio_in is not None:
                 self.audio_in.close()
             container, self.container = self.container, None
-            try:
-                container.close()
-            except (OSError, av.error.FFmpegError):
-                pass  # the error above already says what went wrong
+            if not self.failed:  # (after a failed write the muxer is not touched again: see above)
+                try:
+                    container.close()
+                except (OSError, av.error.FFmpegError) as e:
+                    raise self._error(e) from None
 
 
 class PngSequence(Sink):

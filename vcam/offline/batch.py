@@ -22,6 +22,8 @@ from ..subject import Prompt, PromptSession
 from ..subject.picker import has_display, pick
 from .still import Session, cutout, prompt_matting
 
+log = logging.getLogger(__name__)
+
 
 def expand_inputs(inputs: list[str]) -> list:
     """Files, folders (their images, sorted) and globs → paths; ``-`` stays ``-``."""
@@ -32,12 +34,13 @@ def expand_inputs(inputs: list[str]) -> list:
             continue
         p = Path(item).expanduser()
         if p.is_dir():
-            out.extend(sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS))
+            # Not only regular files: a broken link or a link loop is reported for itself, not passed over.
+            out.extend(sorted(f for f in p.iterdir() if not f.is_dir() and f.suffix.lower() in IMAGE_EXTS))
         elif any(c in item for c in "*?["):
             matches = sorted(Path(m) for m in glob.glob(str(p), recursive=True))
             if not matches:
                 raise SourceError(f"no files match {item}")
-            out.extend(m for m in matches if m.is_file())
+            out.extend(m for m in matches if not m.is_dir())
         else:
             out.append(p)  # a missing file is reported per file, the batch goes on
     return out

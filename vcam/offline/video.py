@@ -67,13 +67,16 @@ def _check_outputs(src: Path, out_path: Path | None, alpha_dir: Path | None, tra
         raise ConfigError(f"--alpha-out {alpha_dir} is a file: give a folder for the alpha PNGs")
     if out_path is None:
         return False
+    if out_path.exists() and not (out_path.is_file() or out_path.is_dir()):
+        raise OutputError(f"-o {out_path} is not a regular file or folder ({os.path.realpath(out_path)}): give a "
+                          f"video file name")
     is_dir = out_path.is_dir() or not out_path.suffix
     if is_dir and not transparent:
         raise ConfigError(f"-o {out_path} is a folder: add --transparent for an RGBA PNG sequence, "
                           f"or give a video file name")
-    if not is_dir and out_path.exists() and not out_path.is_file():
-        raise OutputError(f"-o {out_path} is not a regular file ({os.path.realpath(out_path)}): give a video "
-                          f"file name")
+    if is_dir and out_path.is_file():
+        raise ConfigError(f"-o {out_path} is a file, not a folder for the PNG sequence: give a folder name, or a "
+                          f".webm/.mov file")
     if not out_path.parent.exists():
         raise OutputError(f"cannot write {out_path}: folder {out_path.parent} does not exist")
     return is_dir
