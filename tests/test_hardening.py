@@ -102,17 +102,9 @@ def live(tmp_path_factory, modnet_path):
 
 
 def ask(path: Path, payload: bytes, timeout: float = 3.0) -> dict:
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(timeout)
-        s.connect(str(path))
-        s.sendall(payload)
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return json.loads(data)
+    from vcam.live.server import exchange
+
+    return json.loads(exchange(path, payload, timeout))
 
 
 def assert_serving(path: Path) -> None:

@@ -124,8 +124,10 @@ def test_remove_only_mask_glob_formats(tmp_path, portrait_rgb, capsys, modnet_pa
     assert main(["remove", str(src / "p1.jpg"), "-o", str(tmp_path / "x.jpg"), "--bgcolor", "white"]) == 0
     j = cv2.imread(str(tmp_path / "x.jpg"))
     assert patch_mean(j, BACKGROUND[0]).min() > 230
-    assert main(["remove", str(src / "p1.jpg"), "-o", str(src / "p1.jpg"), "--format", "jpg", "--bgcolor", "red"]) == 1
-    assert "refusing to overwrite an input" in capsys.readouterr().err
+    before = (src / "p1.jpg").read_bytes()
+    assert main(["remove", str(src / "p1.jpg"), "-o", str(src / "p1.jpg"), "--format", "jpg", "--bgcolor", "red"]) == 2
+    assert "is an input; refusing to overwrite it" in capsys.readouterr().err  # before any work
+    assert (src / "p1.jpg").read_bytes() == before
 
 
 def test_remove_stdin_to_stdout(portrait_rgb, modnet_path):

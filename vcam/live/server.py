@@ -218,22 +218,28 @@ def _alive(path: Path) -> bool:
         return False
 
 
+def exchange(path: Path, request: bytes, timeout: float = 5.0) -> bytes:
+    """Send ``request`` to the socket at ``path`` and return the reply line (``OSError`` on failure)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        s.sendall(request)
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
 def send_command(words: list[str], name: str = "default", timeout: float = 5.0) -> dict:
     """Client side of ``vcam ctl``."""
     path = socket_path(name)
     if not path.exists():
         raise VcamError(f"no vcam named '{name}' is running (no socket at {path}): start `vcam` first")
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            s.connect(str(path))
-            s.sendall(json.dumps(words).encode() + b"\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+        data = exchange(path, json.dumps(words).encode() + b"\n", timeout)
     except ConnectionRefusedError:
         raise VcamError(f"no vcam named '{name}' is running (stale socket {path}): start `vcam` first") from None
     except PermissionError:
