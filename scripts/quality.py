@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Matte quality of vcam's live path against the peers' recipes, on ../shared/eval.
 
-    python scripts/quality.py [--limit N] [--clips N] [--frames N] [--recipes a,b,...] [--json out.json]
+    python scripts/quality.py [--limit N] [--clips N] [--frames N] [--recipes a,b,...] [--matting-hz N] [--json out.json]
 
 Every recipe runs through the same code as ``vcam process --alpha-out`` (the lockstep
 runner: matter → temporal filter → refiner → compositor alpha), on:
@@ -13,6 +13,10 @@ runner: matter → temporal filter → refiner → compositor alpha), on:
 * a moving clip per portrait: image and mask warped together (±4 % translation, ±3 % zoom,
   smooth sway) with noise → IoU, BF and dtSSD × 100, where
   dtSSD = mean_t sqrt(mean_p ((α_t − α_{t−1}) − (g_t − g_{t−1}))²).
+
+``--matting-hz N`` measures the clips at the live rate instead of a matte per frame: new mattes
+only at N Hz, each used one period after its frame and refined against every frame between
+(``vcam process --matting-hz``), which is what a call sees when the model runs at N Hz.
 
 Prints a table; ``--json`` also writes the numbers.
 """
@@ -81,6 +85,9 @@ def recipes() -> dict[str, Config]:
 _MATTERS: dict = {}
 
 
+MATTING_HZ = 0.0  # --matting-hz: 0, a matte per frame
+
+
 def run_frames(cfg: Config, frames: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
     """The lockstep path (what `vcam process --alpha-out` runs): alphas in [0, 1] and s/frame.
 
@@ -95,7 +102,8 @@ def run_frames(cfg: Config, frames: list[np.ndarray]) -> tuple[list[np.ndarray],
     parts = Parts(ListSource(frames), matter, smoothing.create(cfg.smoothing), Compositor(cfg.compositor, cfg.refine), [])
     out: list[np.ndarray] = []
     t0 = time.perf_counter()
-    run_lockstep(parts, keep_alpha=True, on_composite=lambda comp, frame: out.append(comp.alpha), close=False)
+    run_lockstep(parts, keep_alpha=True, on_composite=lambda comp, frame: out.append(comp.alpha), close=False,
+                 matting_hz=MATTING_HZ)
     dt = (time.perf_counter() - t0) / max(1, len(frames))
     return [a.astype(np.float32) / 255.0 for a in out], dt
 
@@ -191,14 +199,19 @@ def main() -> None:
     ap.add_argument("--json", help="also write the numbers here")
     ap.add_argument("--variant", action="append", default=[], metavar="SEC.KEY=V[,SEC.KEY=V]",
                     help="also run the default config with these overrides (repeatable), e.g. smoothing.strength=0.95")
+    ap.add_argument("--matting-hz", type=float, default=0.0, metavar="N",
+                    help="clips at the live rate: new mattes only at N Hz (default: one per frame)")
     args = ap.parse_args()
+    global MATTING_HZ
+    MATTING_HZ = args.matting_hz
     data = load(args.limit)
     chosen = {k: v for k, v in recipes().items()
               if not args.recipes or any(s.strip().lower() in k.lower() for s in args.recipes.split(","))}
     for spec in args.variant:
         chosen[f"vcam + {spec}"] = Config().replace(**parse_variant(spec))
     print(f"{len(data)} stills, {min(args.clips, len(data))} static + moving clips of {args.frames} frames "
-          f"(600x800 portraits, ../shared/eval)\n")
+          f"(600x800 portraits, ../shared/eval)"
+          + (f"; clips at the live rate, {args.matting_hz:g} Hz mattes under 30 fps" if args.matting_hz else "") + "\n")
     head = f"| {'recipe':<48} | IoU   | BF    | MAE   | s/frame | flicker | moving IoU | moving BF | moving dtSSD |"
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")

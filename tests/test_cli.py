@@ -150,3 +150,8 @@ def test_virtual_camera_errors_are_one_line(capsys, exc, needle):
         f.write("output: {backend: refusing}\n")
     rc, _, err = _run(capsys, "--source", "sample", "--config", cfg, "--seconds", "1")
     assert rc == 2 and needle in _one_line_error(err)
+
+
+def test_matting_hz_flag_is_the_live_rate_cap(capsys):
+    assert main(["--matting-hz", "7.5", "--print-config"]) == 0
+    assert "max_hz: 7.5" in capsys.readouterr().out

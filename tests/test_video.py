@@ -86,3 +86,45 @@ def test_truncated_video_gives_one_line_and_no_partial_output(tmp_path, clip, ca
 def test_transparent_needs_an_alpha_container(clip, tmp_path, capsys):
     assert main(["process", str(clip), "-o", str(tmp_path / "o.mp4"), "--transparent"]) == 2
     assert ".webm" in capsys.readouterr().err
+
+
+def test_process_at_the_live_matting_rate(tmp_path, modnet_path):
+    """`--matting-hz N`: mattes only at N Hz of video time, each used one period after its frame and
+    refined against every frame between, as the live camera does; the cutout still holds the person."""
+    import json
+
+    clip = tmp_path / "c.mp4"
+    with av.open(str(clip), "w") as c:
+        s = c.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 320, 180, "yuv420p"
+        for i in range(30):
+            for p in s.encode(av.VideoFrame.from_ndarray(sample.render(i / 30, 320, 180), format="bgr24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    every, live = tmp_path / "every", tmp_path / "live"
+    assert main(["process", str(clip), "--alpha-out", str(every), "--stats-json", str(tmp_path / "e.json")]) == 0
+    assert main(["process", str(clip), "--alpha-out", str(live), "--matting-hz", "5",
+                 "--stats-json", str(tmp_path / "l.json")]) == 0
+    e, s5 = json.loads((tmp_path / "e.json").read_text()), json.loads((tmp_path / "l.json").read_text())
+    assert e["mattes"] == 30 and s5["mattes"] == 5 and s5["frames"] == 30  # 1 s of video at 5 Hz
+    assert len(list(live.iterdir())) == 30
+    for i in (0, 10, 29):
+        a = cv2.imread(str(live / f"{i:05d}.png"), cv2.IMREAD_GRAYSCALE) > 127
+        b = cv2.imread(str(every / f"{i:05d}.png"), cv2.IMREAD_GRAYSCALE) > 127
+        assert (a & b).sum() / (a | b).sum() > 0.9  # the held, refined matte still covers the person
+    assert main(["process", str(clip), "--alpha-out", str(tmp_path / "x"), "--matting-hz", "-2"]) == 2
+
+
+def test_live_rate_schedule():
+    from vcam.engine.lockstep import LiveRate
+
+    r = LiveRate(10, 30)  # 10 Hz under 30 fps: a matte every 3rd frame, used 3 frames later
+    used = []
+    for seq in range(12):
+        if r.wants(seq):
+            r.made(seq, f"m{seq}")
+        used.append(r.matte_for(seq))
+    assert used == ["m0"] * 6 + ["m3"] * 3 + ["m6"] * 3
+    r = LiveRate(12, 30)  # a rate that does not divide the frame rate: slots at 0, 1/12, 2/12 ... s
+    assert [s for s in range(30) if r.wants(s)] == [0, 3, 5, 8, 10, 13, 15, 18, 20, 23, 25, 28]

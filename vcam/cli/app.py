@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--name", help="instance name for `vcam ctl --name` (control.name)")
     r.add_argument("--on-demand", action="store_true", default=None,
                    help="release the camera while no app reads the virtual camera (control.on_demand)")
+    r.add_argument("--matting-hz", type=float, metavar="N", help="cap the matting rate at N Hz (matting.max_hz)")
     _common_effects(r)
 
     pr = sub.add_parser("process", help="process a video file or a folder of frames offline, no frame dropped")
@@ -101,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--transparent", action="store_true",
                     help="write the cutout with alpha: .webm (VP9), .mov (ProRes 4444) or a folder of RGBA PNGs")
     pr.add_argument("--keep-partial", action="store_true", help="keep what was written if processing fails")
+    pr.add_argument("--matting-hz", type=float, metavar="N",
+                    help="make new mattes only as the live camera would at N Hz (each used one period after its "
+                         "frame, refined against every frame between): measure what a call sees")
     _common_effects(pr)
 
     d = sub.add_parser("demo", help="run the whole pipeline on the built-in sample; no camera or display needed")
@@ -185,6 +189,8 @@ def flags_to_layer(a: argparse.Namespace) -> dict:
         layer["output"]["record"] = a.record
     if g("no_virtualcam"):
         layer["output"]["virtualcam"] = False
+    if g("matting_hz") is not None and a.command == "run":
+        layer["matting"]["max_hz"] = a.matting_hz
     if g("seconds") is not None and a.command == "run":
         layer["run"]["seconds"] = a.seconds
     if g("stats_json") is not None:

@@ -15,8 +15,11 @@ def main(cfg: Config, a) -> int:
     stop_cleanly_on_sigterm()
     if not a.output and not a.alpha_out:
         raise ConfigError("nothing to write: give -o OUT.mp4 and/or --alpha-out DIR")
+    hz = a.matting_hz
+    if hz is not None and not 0 <= hz <= 1000:  # (NaN fails this too)
+        raise ConfigError(f"--matting-hz {hz:g}: give a rate in Hz from 0 to 1000 (0: a matte for every frame)")
     stats = process_video(cfg, a.input, output=a.output, alpha_out=a.alpha_out, fps=a.fps,
-                          transparent=a.transparent, keep_partial=a.keep_partial)
+                          transparent=a.transparent, keep_partial=a.keep_partial, matting_hz=a.matting_hz or 0.0)
     log.info("processed %d frames in %.1f s (%.1f fps)", stats["frames"], stats["seconds"], stats["fps"])
     if cfg.run.stats_json:
         write_json(cfg.run.stats_json, stats)

@@ -11,12 +11,50 @@ from .parts import Parts
 from .units import CompositeUnit, MattingUnit
 
 
+class LiveRate:
+    """Which frames get a new matte, and when it reaches the compositor, as in the live path with
+    the model at ``hz``: a matte is made from the frame at each 1/hz s of video time and is used one
+    period after its frame (a model that runs flat out at ``hz``), the compositor refining the
+    newest matte against every frame in between. The first matte is used from its own frame: the
+    start of a run is not what this measures."""
+
+    def __init__(self, hz: float, fps: float):
+        self.period, self.fps = 1.0 / hz, fps
+        self._next = 0.0
+        self._pending: list[tuple[float, object]] = []  # (when it is ready, matte), oldest first
+        self.held = None
+
+    def wants(self, seq: int) -> bool:
+        t = seq / self.fps
+        if t + 1e-9 < self._next:
+            return False
+        while self._next <= t + 1e-9:
+            self._next += self.period
+        return True
+
+    def made(self, seq: int, matte) -> None:
+        if self.held is None:
+            self.held = matte
+        else:
+            self._pending.append((seq / self.fps + self.period, matte))
+
+    def matte_for(self, seq: int):
+        t = seq / self.fps
+        while self._pending and self._pending[0][0] <= t + 1e-9:
+            self.held = self._pending.pop(0)[1]
+        return self.held
+
+
 def run_lockstep(parts: Parts, *, keep_alpha: bool = False, on_composite: Callable[[Composite, Frame], None] | None = None,
-                 progress: Callable[[int], None] | None = None, close: bool = True) -> dict:
+                 progress: Callable[[int], None] | None = None, close: bool = True, matting_hz: float = 0.0) -> dict:
     """Read ``parts.source`` to its end; each composite goes to every sink and ``on_composite``.
-    Sinks and source are closed at the end, the model too unless ``close`` is False."""
+    Sinks and source are closed at the end, the model too unless ``close`` is False.
+
+    ``matting_hz`` > 0: new mattes only as the live path makes them at that rate (:class:`LiveRate`),
+    so what is measured is what a call sees; 0: a matte for every frame."""
     matting = MattingUnit(parts.matter, parts.smoother, parts.compositor.refiner)
     compositing = CompositeUnit(parts.compositor, keep_alpha=keep_alpha)
+    rate = LiveRate(matting_hz, parts.source.fps or 30.0) if matting_hz > 0 else None
     cpu = CpuMeter().start()
     t0 = time.monotonic()
     seq = 0
@@ -26,7 +64,13 @@ def run_lockstep(parts: Parts, *, keep_alpha: bool = False, on_composite: Callab
             if img is None:
                 break
             frame = Frame(img, seq, time.monotonic())
-            comp = compositing.process(frame, matting.process(frame))
+            if rate is None:
+                matte = matting.process(frame)
+            else:
+                if rate.wants(seq):
+                    rate.made(seq, matting.process(frame))
+                matte = rate.matte_for(seq)
+            comp = compositing.process(frame, matte)
             for s in parts.sinks:
                 s.send(comp.image)
             if on_composite:
@@ -42,5 +86,6 @@ def run_lockstep(parts: Parts, *, keep_alpha: bool = False, on_composite: Callab
             parts.matter.close()
     wall = time.monotonic() - t0
     return {"frames": seq, "seconds": round(wall, 2), "fps": round(seq / wall, 2) if wall else 0.0,
+            "mattes": matting.timings.count, "matting_hz": matting_hz or None,
             "stage_ms": {"matting": matting.timings.summary(), "compositor": compositing.timings.summary()},
             "cpu_cores": cpu.cores(), "peak_rss_mb": peak_rss_mb()}

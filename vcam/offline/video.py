@@ -83,11 +83,14 @@ def _check_outputs(src: Path, out_path: Path | None, alpha_dir: Path | None, tra
 
 
 def process_video(cfg: Config, input_path: str, *, output: str | None = None, alpha_out: str | None = None,
-                  fps: float | None = None, transparent: bool = False, keep_partial: bool = False) -> dict:
+                  fps: float | None = None, transparent: bool = False, keep_partial: bool = False,
+                  matting_hz: float = 0.0) -> dict:
     """Composite every frame of ``input_path`` into ``output`` and/or write alpha PNGs to ``alpha_out``.
 
     Every output is written under a temporary name and moved into place at the end: a run that
-    fails, is interrupted or finds its input truncated leaves nothing, unless ``keep_partial``."""
+    fails, is interrupted or finds its input truncated leaves nothing, unless ``keep_partial``.
+    ``matting_hz`` > 0 makes new mattes only as the live camera would at that rate (see
+    :class:`vcam.engine.lockstep.LiveRate`); 0 makes one for every frame."""
     src_path = Path(input_path).expanduser()
     out_path = Path(output).expanduser() if output else None
     alpha_dir = Path(alpha_out).expanduser() if alpha_out else None
@@ -133,7 +136,7 @@ def process_video(cfg: Config, input_path: str, *, output: str | None = None, al
     bar = Progress(source.frame_count, label="vcam process")
     try:
         stats = run_lockstep(parts, keep_alpha=alphas is not None or bool(cutouts), on_composite=per_frame,
-                             progress=bar)
+                             progress=bar, matting_hz=matting_hz)
     except BaseException:
         bar.close()
         _finish(staged, keep=keep_partial)
