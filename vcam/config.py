@@ -47,6 +47,9 @@ class MattingConfig:
     workers: int = _f(2, lo=1, hi=8, doc="parallel inferences for stateless models (use with threads: 1)")
     spin: bool = _f(False, doc="let onnxruntime threads spin between ops (faster model, more CPU burnt)")
     guard: bool = _f(True, doc="live: no person, or a matte that collapsed (mostly undecided, or everything), shows the fully blurred frame")
+    reuse_still: bool = _f(True, doc="skip inference while the picture at matte resolution is unchanged beyond sensor "
+                           "noise since the last inferred frame (the refinement against each frame carries small motion)")
+    reuse_max_age: float = _f(1.0, lo=0.0, hi=60, doc="with reuse_still, infer again after this many seconds anyway")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -46,15 +46,20 @@ class LiveRate:
 
 
 def run_lockstep(parts: Parts, *, keep_alpha: bool = False, on_composite: Callable[[Composite, Frame], None] | None = None,
-                 progress: Callable[[int], None] | None = None, close: bool = True, matting_hz: float = 0.0) -> dict:
+                 progress: Callable[[int], None] | None = None, close: bool = True, matting_hz: float = 0.0,
+                 reuse_still: bool = False, reuse_max_age: float = 1.0) -> dict:
     """Read ``parts.source`` to its end; each composite goes to every sink and ``on_composite``.
     Sinks and source are closed at the end, the model too unless ``close`` is False.
 
     ``matting_hz`` > 0: new mattes only as the live path makes them at that rate (:class:`LiveRate`),
-    so what is measured is what a call sees; 0: a matte for every frame."""
-    matting = MattingUnit(parts.matter, parts.smoother, parts.compositor.refiner)
+    so what is measured is what a call sees; 0: a matte for every frame. ``reuse_still``: as live,
+    the last matte is reused while the picture is still (frames are stamped with their video time,
+    so ``reuse_max_age`` is in seconds of video)."""
+    matting = MattingUnit(parts.matter, parts.smoother, parts.compositor.refiner, reuse_still=reuse_still,
+                          reuse_max_age=reuse_max_age)
     compositing = CompositeUnit(parts.compositor, keep_alpha=keep_alpha)
-    rate = LiveRate(matting_hz, parts.source.fps or 30.0) if matting_hz > 0 else None
+    fps = parts.source.fps or 30.0
+    rate = LiveRate(matting_hz, fps) if matting_hz > 0 else None
     cpu = CpuMeter().start()
     t0 = time.monotonic()
     seq = 0
@@ -63,7 +68,7 @@ def run_lockstep(parts: Parts, *, keep_alpha: bool = False, on_composite: Callab
             img = parts.source.read()
             if img is None:
                 break
-            frame = Frame(img, seq, time.monotonic())
+            frame = Frame(img, seq, t0 + seq / fps)  # its time in the video
             if rate is None:
                 matte = matting.process(frame)
             else:
@@ -86,6 +91,6 @@ def run_lockstep(parts: Parts, *, keep_alpha: bool = False, on_composite: Callab
             parts.matter.close()
     wall = time.monotonic() - t0
     return {"frames": seq, "seconds": round(wall, 2), "fps": round(seq / wall, 2) if wall else 0.0,
-            "mattes": matting.timings.count, "matting_hz": matting_hz or None,
+            "mattes": matting.timings.count, "mattes_reused": matting.reused, "matting_hz": matting_hz or None,
             "stage_ms": {"matting": matting.timings.summary(), "compositor": compositing.timings.summary()},
             "cpu_cores": cpu.cores(), "peak_rss_mb": peak_rss_mb()}

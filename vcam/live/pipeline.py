@@ -52,7 +52,9 @@ class Pipeline:
         self._stop = threading.Event()
         self.capture = CaptureStage(parts.source, [self.m_frames, self.c_frames], loop=c.loop,
                                     size=(c.width, c.height), on_error=self._fail)
-        self.matting = MattingStage(MattingUnit(parts.matter, parts.smoother, parts.compositor.refiner),
+        m = cfg.matting
+        self.matting = MattingStage(MattingUnit(parts.matter, parts.smoother, parts.compositor.refiner,
+                                                reuse_still=m.reuse_still, reuse_max_age=m.reuse_max_age),
                                     self.m_frames, self.mattes, max_hz=cfg.matting.max_hz,
                                     threads=cfg.matting.workers, guard=cfg.matting.guard, on_error=self._fail)
         self.compositing = CompositeStage(CompositeUnit(parts.compositor, keep_alpha=keep_alpha), self.c_frames,
@@ -187,7 +189,7 @@ class Pipeline:
             "latency_ms": o.latency.summary(),
             "frames": {"captured": cap.frames, "matted": matted, "composited": comp.unit.timings.count,
                        "sent": o.sent, "repeated": o.repeats, "matting_errors": m.errors,
-                       "mattes_withheld": m.withheld},
+                       "mattes_withheld": m.withheld, "mattes_reused": m.unit.reused},
             "dropped": {"matting stale": m.unit.stale, "capture→matting": self.m_frames.drops,
                         "capture→compositor": self.c_frames.drops, "compositor→output": self.comps.drops},
             "stage_ms": {"capture": cap.timings.summary(), "matting": m.unit.timings.summary(),

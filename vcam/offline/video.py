@@ -136,7 +136,8 @@ def process_video(cfg: Config, input_path: str, *, output: str | None = None, al
     bar = Progress(source.frame_count, label="vcam process")
     try:
         stats = run_lockstep(parts, keep_alpha=alphas is not None or bool(cutouts), on_composite=per_frame,
-                             progress=bar, matting_hz=matting_hz)
+                             progress=bar, matting_hz=matting_hz, reuse_still=cfg.matting.reuse_still,
+                             reuse_max_age=cfg.matting.reuse_max_age)
     except BaseException:
         bar.close()
         _finish(staged, keep=keep_partial)
