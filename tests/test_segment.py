@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 import sys
 from pathlib import Path
 
@@ -287,5 +288,13 @@ def test_ctl_keep_through_the_controller(sam, astro, modnet, monkeypatch):
         assert unit.keeper.point == (1024 - 1 - 300, 110.0)
         reply = ctl.execute(["keep", "all"])
         assert reply["ok"] and reply["keep"] == {"state": "all"}
+        # Stopping while SAM is encoding (about a second) cancels the encode: no thread is left inside
+        # onnxruntime, which would abort the process at exit.
+        assert ctl.execute(["keep", "300,110"])["ok"]
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        pipe.close()
+        assert time.monotonic() - t0 < 2.0
+        assert not any(t.name == "vcam-keep-sam" and t.is_alive() for t in threading.enumerate())
     finally:
         pipe.close()

@@ -164,7 +164,7 @@ def check_runtime() -> list[Check]:
 def check_models() -> list[Check]:
     out = []
     for s in store.MODELS.values():
-        state, where = status(s.name, verify=True)
+        state, where = status(s.name)
         if state == "not cached":
             how = ("for --point/--box/--pick and `vcam ctl keep`: pip install 'vcam[sam]' then "
                    f"`vcam models pull {s.name}`" if s.task == "prompt"

@@ -3,28 +3,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import ModelError
 from ..models import store
 from ..models.sam import export as sam_export
 
 
-def status(name: str, *, verify: bool = False) -> tuple[str, Path]:
-    """``("cached" | "corrupt" | "not cached", where it lives)`` for a row of the model table;
-    ``verify`` checks the sha256 (slow), else only the size."""
+def status(name: str) -> tuple[str, Path]:
+    """``("cached" | "corrupt" | "not cached", where it lives)`` for a row of the model table, the
+    sha256 checked: a cached file that fails it is shown as corrupt, never as cached."""
     s = store.spec(name)
     if s.task == "prompt":  # MobileSAM lives in the cache as its exported ONNX pair
         enc = sam_export.paths()[0]
         st = sam_export.status()
-        if st == "cached" and verify:
+        if st == "cached":
             try:
                 sam_export.verified_paths()
-            except Exception:
+            except ModelError:
                 st = "corrupt"
         return st, enc.parent
     p = store.cached_path(name)
     if not p.exists():
         return "not cached", p
-    ok = store.verified(p, s) if verify else store.is_cached(name)
-    return ("cached" if ok else "corrupt"), p
+    return ("cached" if store.verified(p, s) else "corrupt"), p
 
 
 def _size_mb(name: str, state: str) -> float:
@@ -45,7 +45,7 @@ def main(a) -> int:
         return 0
     print(f"{'name':<9} {'licence':<11} {'size':>8}  {'status':<10}  source")
     for s in store.MODELS.values():
-        state, _ = status(s.name, verify=True)  # a cached file that fails its checksum is shown as corrupt
+        state, _ = status(s.name)
         print(f"{s.name:<9} {s.licence:<11} {_size_mb(s.name, state):>6.1f}MB  {state:<10}  "
               f"{s.package.requirement} — {s.about}")
     print(f"cache: {store.cache_dir()}")

@@ -1,7 +1,7 @@
 """What an image file is before it is decoded: its declared size, checked against the pixel cap,
 and whether it is whole. Stills, backgrounds and frame folders all pass through here, so a
 20000×20000 PNG is refused from its header (not after 5 GB of decoding) and a truncated JPEG is
-refused instead of being used half grey.
+refused instead of being used half grey. :func:`decode` is the one checked decode they all use.
 
 The cap is ``run.max_pixels`` (``--max-pixels``); the CLI sets it once with :func:`set_max_pixels`.
 """
@@ -11,10 +11,13 @@ import io
 import re
 import warnings
 
+import cv2
+import numpy as np
+
+from ..config import RunConfig
 from ..errors import SourceError
 
-DEFAULT_MAX_PIXELS = 50_000_000
-_max_pixels = DEFAULT_MAX_PIXELS
+_max_pixels = RunConfig().max_pixels  # the config's default, until the CLI sets the configured one
 
 
 def set_max_pixels(n: int) -> None:
@@ -70,3 +73,18 @@ def check_bytes(data: bytes, name: str) -> None:
     if truncated(data):
         raise SourceError(f"{name}: the file is truncated (cut short while copying or downloading?): "
                           f"use a complete copy")
+
+
+def decode(data: bytes, name: str = "image") -> np.ndarray:
+    """Encoded bytes → ``[H, W, 3] uint8 BGR``; a one-line error for anything else (empty, not an
+    image, truncated, or over the pixel cap)."""
+    if not data:
+        raise SourceError(f"{name}: empty file (0 bytes)")
+    check_bytes(data, name)
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:  # OpenCV's own limits, as an assertion text
+        img = None
+    if img is None:
+        raise SourceError(f"{name}: not an image OpenCV can decode, or corrupt")
+    return img

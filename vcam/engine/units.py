@@ -82,8 +82,9 @@ class MattingUnit:
                 if self.still is not None:
                     self.still.reset()
             matter, last = self.matter, self._last
+        guide = None  # [h, w] u8: the frame at matte resolution, made once for the still check and the fit
         if self.still is not None and last is not None and (self.keeper is None or self.keeper.state == "all"):
-            guide = small_gray(frame.image, last.alpha.shape)  # [h, w] u8
+            guide = small_gray(frame.image, last.alpha.shape)
             with self._lock:
                 if self.still.still(guide, frame.t_capture) and frame.seq > self._last_seq:
                     self._last_seq = frame.seq
@@ -107,7 +108,8 @@ class MattingUnit:
             if self.keeper is not None:
                 raw = self.keeper.apply(raw)  # "keep only this person": in frame order
             # The frame at matte resolution: the smoother's motion detector and the refiner's guide.
-            guide = small_gray(frame.image, raw.shape)  # [h, w] u8
+            if guide is None or guide.shape != raw.shape:
+                guide = small_gray(frame.image, raw.shape)
             alpha = self.smoother(raw, guide)
         # Fit the refinement once per matte, against the frame it came from (cheap at
         # matte resolution); the compositor only applies it at the full frame rate.

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from ..core.frames import IMAGE_EXTS
-from ..core.imagefile import check_bytes, check_size
+from ..core.imagefile import check_size, decode
 from ..errors import ConfigError, SourceError
 
 log = logging.getLogger(__name__)
@@ -77,14 +77,7 @@ def load_image(path: str) -> np.ndarray:
         data = p.read_bytes()
     except OSError as e:
         raise SourceError(f"cannot read background image {p}: {e.strerror}") from None
-    check_bytes(data, f"background image {p}")
-    try:
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error:
-        img = None
-    if img is None:
-        raise SourceError(f"cannot read background image {p}: it is not an image OpenCV can decode (use PNG or JPEG)")
-    return np.ascontiguousarray(img)
+    return np.ascontiguousarray(decode(data, f"cannot read background image {p}"))
 
 
 def cover_fit(img: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -4,23 +4,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..core.imagefile import check_bytes
+from ..core.imagefile import decode
 from ..errors import SourceError
 
-
-def decode(data: bytes, name: str = "image") -> np.ndarray:
-    """Encoded bytes → ``[H, W, 3] uint8 BGR``; a one-line error for anything else (empty, not an
-    image, truncated, or over the pixel cap: see :mod:`vcam.core.imagefile`)."""
-    if not data:
-        raise SourceError(f"{name}: empty file (0 bytes)")
-    check_bytes(data, name)
-    try:
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error:  # OpenCV's own limits, as an assertion text
-        img = None
-    if img is None:
-        raise SourceError(f"{name}: not an image OpenCV can decode, or corrupt")
-    return img
+__all__ = ["decode", "encode", "read_image"]
 
 
 def read_image(path) -> np.ndarray:

@@ -182,7 +182,6 @@ class FrameDirSource(Source):
         self.frame_count = len(self.files)
         self._i = 0
         self._shape = None
-        self.skipped = 0
         self._said: set[str] = set()
 
     def _once(self, what: str, msg: str, *args) -> None:
@@ -201,7 +200,6 @@ class FrameDirSource(Source):
             except TooLarge:
                 raise
             except (SourceError, OSError) as e:
-                self.skipped += 1
                 self._once("unreadable", "skipping unreadable frames in %s (first: %s)", self.path,
                            e if isinstance(e, SourceError) else f"{f}: {e.strerror}")
                 continue

@@ -101,12 +101,6 @@ def cached_path(name: str) -> Path:
     return cache_dir() / spec(name).filename
 
 
-def is_cached(name: str) -> bool:
-    """True when the cached file exists and has the right size (the checksum is checked on use)."""
-    p = cached_path(name)
-    return p.is_file() and p.stat().st_size == spec(name).size
-
-
 def verified(path: Path, s: ModelSpec) -> bool:
     return path.is_file() and path.stat().st_size == s.size and sha256_of(path) == s.sha256
 

@@ -93,7 +93,8 @@ def plan_outputs(inputs: list, output: str | None, ext: str, suffix: str) -> tup
             raise ConfigError(f"{final[dst]} and {src} would both be written to {dst}: rename one, "
                               f"or give them different -o folders")
         final[dst] = src
-        if dst in plan or (_identity(dst) is not None and _identity(dst) in inodes):
+        ident = _identity(dst)
+        if dst in plan or (ident is not None and ident in inodes):
             raise ConfigError(f"{src}: its result {dst} is an input; refusing to overwrite it: choose another -o")
     return plan, folder
 

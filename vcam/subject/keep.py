@@ -57,6 +57,8 @@ class SubjectKeeper:
     def __init__(self, sam_factory=None):
         self._sam_factory = sam_factory or get_sam  # the process-wide MobileSAM, loaded on the first request
         self._encoder: _Encoder | None = None
+        self._running = None  # the cancel handle of the encode in progress
+        self._closed = False
         self._lock = threading.Lock()
         self._target: np.ndarray | None = None  # bool at matte resolution: who we keep
         self._pending = None  # (point as fractions, SAM candidates or None), waiting for the next matte
@@ -81,26 +83,38 @@ class SubjectKeeper:
         self._encoder.requests.put((image, x, y, gen))
 
     def close(self) -> None:
-        """Stop the encoder thread (idempotent)."""
+        """Stop the encoder thread (idempotent); an encode in progress is cancelled, not waited for,
+        so that no thread is left inside onnxruntime when the process exits."""
         with self._lock:
-            enc, self._encoder = self._encoder, None
+            enc, self._encoder, self._closed = self._encoder, None, True
+            if self._running is not None:
+                self._running.terminate = True
         if enc is not None:
-            enc.stop(timeout=0.4)
+            enc.stop(timeout=1.0)
 
     def _encode(self, image, x, y, gen) -> None:
         h, w = image.shape[:2]
         cands, note = None, ""
         try:
             sam = self._sam_factory()
-            emb = sam.embed(image)
+            with self._lock:
+                if self._closed:
+                    return
+                self._running = run = sam.cancellable()
+            emb = sam.embed(image, cancel=run)
             small = (max(1, h // 4), max(1, w // 4))
             cands = sam.predict(emb, Prompt(points=[(x, y)]), out_size=small).logits > 0
         except VcamError as e:
             note = f"without MobileSAM ({e}); keeping the region under the click"
             log.warning("keep: %s", note)
         except Exception as e:  # SAM must never take the pipeline down
+            if self._closed:
+                return  # cancelled by close()
             note = f"MobileSAM failed ({type(e).__name__}: {e}); keeping the region under the click"
             log.warning("keep: %s", note)
+        finally:
+            with self._lock:
+                self._running = None
         with self._lock:
             if gen == self._generation:
                 self._pending = ((x / w, y / h), cands)

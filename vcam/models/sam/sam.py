@@ -45,7 +45,16 @@ class MobileSam:
         self.decoder = make_session(dec, providers=providers, threads=threads, spin=False, name="mobilesam")
         self._lock = threading.Lock()
 
-    def embed(self, bgr: np.ndarray) -> Embedding:
+    @staticmethod
+    def cancellable():
+        """A handle for :meth:`embed` that another thread can cancel: ``handle.terminate = True``
+        makes the running encode raise at once (an encode takes seconds; a stop must not wait)."""
+        import onnxruntime as ort
+
+        return ort.RunOptions()
+
+    def embed(self, bgr: np.ndarray, *, cancel=None) -> Embedding:
+        """``cancel``: a :meth:`cancellable` handle."""
         h, w = bgr.shape[:2]
         scale = SIZE / max(h, w)
         nh, nw = int(h * scale + 0.5), int(w * scale + 0.5)
@@ -53,7 +62,7 @@ class MobileSam:
         x = np.zeros((SIZE, SIZE, 3), np.float32)  # padding after normalisation is zero, as in SAM
         x[:nh, :nw] = (rgb[:, :, ::-1].astype(np.float32) - _MEAN) / _STD
         with self._lock:
-            feats = self.encoder.run(None, {"image": x.transpose(2, 0, 1)[None].copy()})[0]
+            feats = self.encoder.run(None, {"image": x.transpose(2, 0, 1)[None].copy()}, cancel)[0]
         return Embedding(feats, h, w, scale)
 
     def predict(self, emb: Embedding, prompt, *, out_size: tuple[int, int] | None = None,
