@@ -22,8 +22,9 @@ from .errors import ConfigError
 MODES = ("blur", "replace", "color", "none")
 
 
-def _f(default, *, choices=None, lo=None, hi=None, doc=""):
-    return field(default=default, metadata={"choices": choices, "lo": lo, "hi": hi, "doc": doc})
+def _f(default, *, choices=None, lo=None, hi=None, doc="", switch=None):
+    """``switch``: for a text key, the words YAML's true/false stand for (``off`` reads as false)."""
+    return field(default=default, metadata={"choices": choices, "lo": lo, "hi": hi, "doc": doc, "switch": switch})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +43,12 @@ class MattingConfig:
     input_size: int = _f(224, lo=64, hi=2048, doc="short side the model sees, rounded to a multiple of 32")
     threads: int = _f(1, lo=0, hi=256, doc="onnxruntime intra-op threads (0: onnxruntime decides)")
     providers: str = _f("auto", doc="onnxruntime execution providers, comma-separated, or 'auto' (TensorRT, CUDA, then CPU)")
+    runtime: str = _f("auto", choices=("auto", "onnxruntime", "openvino"),
+                      doc="inference runtime for the ONNX models ('auto': onnxruntime; `vcam bench --auto` moves a "
+                          "machine to OpenVINO where it is faster and its mattes agree)")
+    precision: str = _f("fp32", choices=("fp32", "bf16", "int8"),
+                        doc="OpenVINO precision: bf16 where the CPU has AMX/avx512_bf16, int8 after `vcam bench --auto` "
+                            "calibrated it; each is used only after its mattes agreed with fp32")
     max_hz: float = _f(0.0, lo=0, hi=1000, doc="cap on the matting rate (0: as fast as it goes)")
     max_age: float = _f(1.0, lo=0.1, hi=3600, doc="a matte older than this (s) is not used: output is fully blurred until a fresh one comes")
     workers: int = _f(2, lo=1, hi=8, doc="parallel inferences for stateless models (use with threads: 1)")
@@ -106,6 +113,9 @@ class ControlConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class RunConfig:
+    cpu_budget: str = _f("auto", doc="live: cores vcam may use on average ('auto': 0.6 on machines with up to 4 cores, "
+                                      "1.0 above; 'off': no limit); the matting rate, then input size, then model give way",
+                         switch=("auto", "off"))
     seconds: float = _f(0.0, lo=0, hi=1e9, doc="stop after this many seconds (0: run until Ctrl-C)")
     stats_json: str = _f("", doc="write run statistics to this JSON file on exit")
     log_level: str = _f("info", choices=("debug", "info", "warning", "error"), doc="log level")
@@ -175,6 +185,8 @@ def _coerce(key: str, f: dataclasses.Field, value: Any, origin: str) -> Any:
         else:
             if value is None:
                 value = ""
+            if isinstance(value, bool) and md.get("switch"):
+                value = md["switch"][0 if value else 1]
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise ValueError
             value = str(value)

@@ -49,6 +49,8 @@ def _common_effects(p: argparse.ArgumentParser) -> None:
     m.add_argument("--input-size", type=int, help="short side the model sees (matting.input_size)")
     m.add_argument("--threads", type=int, help="onnxruntime threads (matting.threads)")
     m.add_argument("--providers", help="onnxruntime providers, comma-separated, or auto (matting.providers)")
+    m.add_argument("--runtime", choices=("auto", "onnxruntime", "openvino"), help="inference runtime (matting.runtime)")
+    m.add_argument("--precision", choices=("fp32", "bf16", "int8"), help="OpenVINO precision (matting.precision)")
     c = p.add_argument_group("config")
     c.add_argument("--config", metavar="FILE", help="a config.yaml to apply over the user config")
     c.add_argument("--print-config", action="store_true", help="print the effective config and exit")
@@ -91,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--on-demand", action="store_true", default=None,
                    help="release the camera while no app reads the virtual camera (control.on_demand)")
     r.add_argument("--matting-hz", type=float, metavar="N", help="cap the matting rate at N Hz (matting.max_hz)")
+    r.add_argument("--cpu-budget", metavar="CORES",
+                   help="mean cores vcam may use: the matting rate, then its input size, then the model give way, "
+                        "never the output fps (run.cpu_budget; default auto = 0.6 on up to 4 cores, 1.0 above; off)")
     _common_effects(r)
 
     pr = sub.add_parser("process", help="process a video file or a folder of frames offline, no frame dropped")
@@ -105,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--matting-hz", type=float, metavar="N",
                     help="make new mattes only as the live camera would at N Hz (each used one period after its "
                          "frame, refined against every frame between): measure what a call sees")
+    pr.add_argument("--cpu-budget", metavar="CORES",
+                    help="make new mattes as the live camera would under this CPU budget (its controller's decisions, "
+                         "on the CPU this run measures): measure what a call sees at that budget")
     _common_effects(pr)
 
     d = sub.add_parser("demo", help="run the whole pipeline on the built-in sample; no camera or display needed")
@@ -145,7 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=float, default=10.0, help="per configuration and size")
     b.add_argument("--variant", action="append", default=[], metavar="KEY=V[,KEY=V]",
                    help="a configuration to compare (matting keys, or sec.key), e.g. input_size=256,threads=2; repeat")
-    b.add_argument("--auto", action="store_true", help="pick input size and rate for this machine; write the user config")
+    b.add_argument("--auto", action="store_true",
+                   help="pick the runtime/precision (checked against fp32), input size and rate for this machine; "
+                        "write the user config")
+    b.add_argument("--calibrate", metavar="DIR|VIDEO",
+                   help="with --auto: also check (and calibrate int8) on your own pictures or video of your scene")
+    b.add_argument("--source", action="append", default=[], metavar="FILE",
+                   help="run on this video (repeatable; default: the built-in sample), e.g. a still call and a moving one")
+    b.add_argument("--budgets", metavar="C[,C...]", help="also run vcam at these CPU budgets (run.cpu_budget), e.g. 0.3,0.6,1.0")
+    b.add_argument("--peers", action="store_true",
+                   help="also run the peers' recipes (scripts/peers.py in a source checkout: LFBW, MODNet-in-a-worker)")
     b.add_argument("--no-kernels", action="store_true", help="skip the kernel/bandwidth measurements")
     b.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     b.add_argument("--config", metavar="FILE", help="base config for every run")
@@ -178,7 +195,8 @@ def flags_to_layer(a: argparse.Namespace) -> dict:
     if g("mirror"):
         layer["compositor"]["mirror"] = True
     for flag, key in (("model", "model"), ("model_path", "model_path"), ("input_size", "input_size"),
-                      ("threads", "threads"), ("providers", "providers")):
+                      ("threads", "threads"), ("providers", "providers"), ("runtime", "runtime"),
+                      ("precision", "precision")):
         if g(flag) is not None:
             layer["matting"][key] = getattr(a, flag)
     if g("device") is not None:
@@ -191,6 +209,8 @@ def flags_to_layer(a: argparse.Namespace) -> dict:
         layer["output"]["virtualcam"] = False
     if g("matting_hz") is not None and a.command == "run":
         layer["matting"]["max_hz"] = a.matting_hz
+    if g("cpu_budget") is not None and a.command == "run":
+        layer["run"]["cpu_budget"] = a.cpu_budget
     if g("seconds") is not None and a.command == "run":
         layer["run"]["seconds"] = a.seconds
     if g("stats_json") is not None:

@@ -44,7 +44,8 @@ def parse_variant(text: str) -> dict:
     return layer
 
 
-def run_one(size: tuple[int, int], fps: float, seconds: float, layer: dict, config: str | None = None) -> dict:
+def run_one(size: tuple[int, int], fps: float, seconds: float, layer: dict, config: str | None = None,
+            source: str = "sample") -> dict:
     with tempfile.TemporaryDirectory(prefix="vcam-bench-") as tmp:
         cfg_path = Path(tmp) / "variant.yaml"
         base = yaml.safe_load(Path(config).read_text()) if config else {}
@@ -53,7 +54,7 @@ def run_one(size: tuple[int, int], fps: float, seconds: float, layer: dict, conf
         base.setdefault("control", {}).update(socket=False, hotkeys=False, watch_config=False)
         cfg_path.write_text(yaml.safe_dump(base))
         out = Path(tmp) / "stats.json"
-        cmd = [sys.executable, "-m", "vcam", "run", "--source", "sample", "--no-virtualcam",
+        cmd = [sys.executable, "-m", "vcam", "run", "--source", source, "--no-virtualcam",
                "--size", f"{size[0]}x{size[1]}", "--fps", str(fps), "--seconds", str(seconds),
                "--stats-json", str(out), "--config", str(cfg_path), "--log-level", "warning"]
         r = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=seconds + 120)
@@ -98,6 +99,41 @@ def kernels_report(width: int = 1920, height: int = 1080, repeats: int = 30) -> 
             "compositor_ms": round(t_comp * 1e3, 2)}
 
 
+def peers_table(rows: list[tuple[str, str, dict]]) -> str:
+    """vcam and the peers' recipes per clip: cores, fps, matting Hz, latency, and CPU per output
+    frame against the best peer recipe on the same clip."""
+    head = "| clip | recipe | out fps | matting Hz | latency ms p50/p95 | CPU cores | CPU/frame vs best peer | chosen |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    best: dict[str, float] = {}
+    for clip, name, s in rows:
+        if name.startswith("peer") and s["output_fps"]:
+            per = s["cpu_cores"] / s["output_fps"]
+            best[clip] = min(best.get(clip, per), per)
+    for clip, name, s in rows:
+        per = s["cpu_cores"] / s["output_fps"] if s["output_fps"] else float("nan")
+        ratio = f"{per / best[clip]:.2f}" if clip in best else "-"
+        b = s.get("budget") or {}
+        chosen = f"{s.get('model', '')}@{s.get('input_size', '')} {s.get('runtime', '')}".strip() if "model" in s else "-"
+        if b:
+            chosen = f"{b['chosen']} ({s.get('runtime', '')}), mean {b['mean_cores']} of {b['budget_cores']}"
+        lines.append(f"| {clip} | {name} | {s['output_fps']} | {s['matting_hz']} | {s['latency_ms']['p50']}/"
+                     f"{s['latency_ms']['p95']} | {s['cpu_cores']} | {ratio} | {chosen} |")
+    return "\n".join(lines)
+
+
+def run_peer(recipe: str, clip: str, seconds: float) -> dict:
+    script = Path(__file__).resolve().parents[2] / "scripts" / "peers.py"
+    if not script.exists():
+        raise ConfigError("--peers needs a source checkout of vcam (scripts/peers.py): run it from a git clone")
+    with tempfile.TemporaryDirectory(prefix="vcam-peer-") as tmp:
+        out = Path(tmp) / "peer.json"
+        r = subprocess.run([sys.executable, str(script), recipe, clip, "--seconds", str(seconds), "--json", str(out)],
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=seconds + 120)
+        if r.returncode != 0 or not out.exists():
+            raise ConfigError(f"peer recipe {recipe} failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
+        return json.loads(out.read_text())
+
+
 def table(rows: list[tuple[str, dict]]) -> str:
     head = ("| configuration | size | out fps | matting Hz | capture ms p50/p95 | matting ms p50/p95 | "
             "compositor ms p50/p95 | latency ms p50/p95 | drops cap→mat/cap→comp/comp→out | CPU cores | peak RSS MB |")
@@ -123,7 +159,24 @@ AUTO_CANDIDATES = [
 AUTO_RATE_CAP = 15.0  # Hz: mattes beyond this add little at 30 fps (the refiner tracks the frame) and cost CPU
 
 
-def auto(size, fps, seconds, config, min_hz: float = 10.0) -> tuple[dict, list, str]:
+def pick_runtime(calibrate: str | None) -> tuple[dict, str]:
+    """The cheapest runtime/precision whose MODNet mattes agree with onnxruntime fp32 here."""
+    from ..config import MattingConfig
+    from ..models.matting.precision import choose
+
+    best, cands = choose(MattingConfig(), calibrate=calibrate)
+    print("| runtime | precision | CPU ms per matte (1 thread) | worst IoU vs fp32 | mean abs dalpha | used |")
+    print("|---|---|---|---|---|---|")
+    for c in cands:
+        ms = f"{c.ms:.1f}" if c.ms else "-"
+        print(f"| {c.runtime} | {c.precision} | {ms} | {c.iou:.4f} | {c.mae:.4f} | "
+              f"{'yes' if c is best else 'no'}{'' if c.ok else ': ' + c.why} |")
+    print(f"\nruntime: {best.label} ({best.why})\n")
+    rt = "openvino" if best.runtime == "openvino" else "onnxruntime"
+    return {"runtime": rt, "precision": best.precision}, best.why
+
+
+def auto(size, fps, seconds, config, min_hz: float = 10.0, base: dict | None = None) -> tuple[dict, list, str]:
     """Largest MODNet input (best edges) whose run keeps the output rate and reaches ``min_hz``;
     failing that, the ``lite`` model when vcam[lite] is installed and it does; failing that,
     the MODNet input with the highest matting rate. Where MODNet runs faster than
@@ -132,8 +185,10 @@ def auto(size, fps, seconds, config, min_hz: float = 10.0) -> tuple[dict, list, 
 
     have_lite = importlib.util.find_spec("ai_edge_litert") is not None
     rows = []
+    base = base or {}
     for cand in AUTO_CANDIDATES:
-        s = run_one(size, fps, seconds, {"matting": cand}, config)
+        cand = {**base, **cand}
+        s = run_one(size, fps, seconds, {"matting": cand, "run": {"cpu_budget": "off"}}, config)
         rows.append((cand, s))
         if s["output_fps"] >= 0.97 * fps and s["matting_hz"] >= min_hz:
             why = (f"input {cand['input_size']} is the largest that keeps {fps:g} fps out with "
@@ -147,7 +202,7 @@ def auto(size, fps, seconds, config, min_hz: float = 10.0) -> tuple[dict, list, 
         # This CPU cannot run MODNet fast enough, and what it manages takes every core the call
         # needs: the selfie model keeps up at a fraction of the CPU (its edges are softer).
         cand = {"model": "lite"}
-        s = run_one(size, fps, seconds, {"matting": cand}, config)
+        s = run_one(size, fps, seconds, {"matting": cand, "run": {"cpu_budget": "off"}}, config)
         rows.append((cand, s))
         if s["output_fps"] >= 0.97 * fps and s["matting_hz"] >= min_hz:
             return cand, rows, (f"MODNet reaches at most {best['matting_hz']} Hz here (input "
@@ -170,17 +225,50 @@ def write_user_config(matting: dict) -> Path:
     return p
 
 
+def clips_bench(a) -> list:
+    """vcam (default, each --variant, each --budgets) and, with --peers, the peer recipes, on
+    each --source clip, in one run."""
+    size = parse_size(a.sizes.split(",")[0])
+    sources = a.source or ["sample"]
+    budgets = [b.strip() for b in (a.budgets or "").split(",") if b.strip()]
+    rows, out = [], []
+    for src in sources:
+        clip = Path(src).name if src != "sample" else "sample"
+        configs = [("vcam default", {})] + [(f"vcam {v}", parse_variant(v)) for v in a.variant]
+        configs += [(f"vcam --cpu-budget {b}", {"run": {"cpu_budget": b}}) for b in budgets]
+        for name, layer in configs:
+            s = run_one(size, a.fps, a.seconds, layer, a.config, source=src)
+            rows.append((clip, name, s))
+            print(f"  {clip}: {name}: {s['output_fps']} fps, {s['matting_hz']} Hz, {s['cpu_cores']} cores",
+                  file=sys.stderr)
+        if a.peers:
+            if src == "sample":
+                raise ConfigError("--peers runs on video files: give --source CLIP.mp4")
+            for recipe in ("lfbw", "modnet-worker"):
+                s = run_peer(recipe, src, a.seconds)
+                rows.append((clip, s["recipe"], s))
+                print(f"  {clip}: {s['recipe']}: {s['output_fps']} fps, {s['cpu_cores']} cores", file=sys.stderr)
+    print(peers_table(rows))
+    for clip, name, s in rows:
+        out.append({"clip": clip, "recipe": name, "stats": s})
+    return out
+
+
 def main(a) -> int:
     sizes = [parse_size(s) for s in a.sizes.split(",") if s]
     result: dict = {"runs": []}
     if a.auto:
         size = sizes[0]
-        cand, rows, why = auto(size, a.fps, a.seconds, a.config)
+        rt, rt_why = pick_runtime(a.calibrate)
+        cand, rows, why = auto(size, a.fps, a.seconds, a.config, base=rt)
         print(table([(", ".join(f"{k}={v}" for k, v in c.items()), s) for c, s in rows]))
         # Every key auto decides is written, so nothing from an earlier choice lingers (max_hz 0: no cap).
+        cand = {**rt, **cand} if cand.get("model") != "lite" else {**cand, "runtime": "auto", "precision": "fp32"}
         path = write_user_config({"model": "modnet", "max_hz": 0.0, **cand})
         print(f"\nchose {cand} for {size[0]}x{size[1]}@{a.fps:g}: {why}\nwritten to {path}")
         result.update(auto=cand, why=why, runs=[{"variant": c, "stats": s} for c, s in rows])
+    elif a.source or a.peers or a.budgets:
+        result["clips"] = clips_bench(a)
     else:
         variants = a.variant or [""]
         rows = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from ..config import Config
+from ..engine import budget
 from ..errors import ConfigError
 from ..offline.video import process_video
 from .app import stop_cleanly_on_sigterm, write_json
@@ -18,8 +19,14 @@ def main(cfg: Config, a) -> int:
     hz = a.matting_hz
     if hz is not None and not 0 <= hz <= 1000:  # (NaN fails this too)
         raise ConfigError(f"--matting-hz {hz:g}: give a rate in Hz from 0 to 1000 (0: a matte for every frame)")
+    cores = budget.resolve(a.cpu_budget) if a.cpu_budget is not None else None
     stats = process_video(cfg, a.input, output=a.output, alpha_out=a.alpha_out, fps=a.fps,
-                          transparent=a.transparent, keep_partial=a.keep_partial, matting_hz=a.matting_hz or 0.0)
+                          transparent=a.transparent, keep_partial=a.keep_partial, matting_hz=a.matting_hz or 0.0,
+                          cpu_budget=cores)
+    if stats.get("budget"):
+        b = stats["budget"]
+        log.info("CPU budget %s cores: %s mattes for %d frames (%s Hz of video), chosen %s (%s)", b["budget_cores"],
+                 stats["mattes"], stats["frames"], stats["video_matting_hz"], b["chosen"], b["why"])
     log.info("processed %d frames in %.1f s (%.1f fps)", stats["frames"], stats["seconds"], stats["fps"])
     if cfg.run.stats_json:
         write_json(cfg.run.stats_json, stats)

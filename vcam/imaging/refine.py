@@ -20,8 +20,10 @@ def small_gray(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     h, w = shape
     if image.ndim == 2 and image.shape == (h, w):
         return image
-    small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
+    # Gray first, then the area resize: a third of the bytes to average (3x cheaper at 720p),
+    # within one gray level of resizing the colour frame first.
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+    return cv2.resize(gray, (w, h), interpolation=cv2.INTER_AREA)
 
 
 class Refiner:

@@ -186,7 +186,8 @@ class Controller:
         return {
             "mode": c.mode, "paused": c.paused, "mirror": c.mirror, "blur": c.blur,
             "background": self.pipeline.look.current_background,
-            "color": c.color, "model": self.cfg.matting.model,
+            "color": c.color, "model": st["model"], "input_size": st["input_size"], "runtime": st["runtime"],
+            "cpu_cores": st["cpu_cores"], "budget": st["budget"],
             "fps_in": st["capture_fps"], "fps_out": st["output_fps"], "matting_hz": st["matting_hz"],
             "latency_ms": {"p50": st["latency_ms"]["p50"], "p95": st["latency_ms"]["p95"]},
             "dropped": st["dropped"], "uptime_s": round(time.monotonic() - self.t_start, 1),

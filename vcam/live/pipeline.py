@@ -11,6 +11,7 @@ nobody reaches into the stages' parts.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -22,13 +23,15 @@ import numpy as np
 from ..config import CompositorConfig, Config, MattingConfig, SmoothingConfig
 from ..core.mailbox import Mailbox
 from ..core.stats import CpuMeter, peak_rss_mb
+from ..engine import budget
 from ..engine.parts import Parts
 from ..engine.units import CompositeUnit, MattingUnit
-from ..errors import ConfigError
+from ..errors import ConfigError, VcamError
 from ..imaging import smoothing
 from ..imaging.compositor import Look
 from ..models.matting import create as create_matter
 from ..subject.keep import SubjectKeeper
+from .budget import BudgetKeeper
 from .capture import CaptureStage
 from .output import OutputStage
 from .stages import CompositeStage, MattingStage
@@ -53,10 +56,17 @@ class Pipeline:
         self.capture = CaptureStage(parts.source, [self.m_frames, self.c_frames], loop=c.loop,
                                     size=(c.width, c.height), on_error=self._fail)
         m = cfg.matting
+        cores = budget.resolve(cfg.run.cpu_budget)
+        self.governor = None
+        if cores is not None:
+            self.governor = budget.Governor(cores, *self._ladder(parts.matter.cfg),
+                                            ceiling_hz=m.max_hz or budget.CEILING_HZ)
         self.matting = MattingStage(MattingUnit(parts.matter, parts.smoother, parts.compositor.refiner,
                                                 reuse_still=m.reuse_still, reuse_max_age=m.reuse_max_age),
                                     self.m_frames, self.mattes, max_hz=cfg.matting.max_hz,
-                                    threads=cfg.matting.workers, guard=cfg.matting.guard, on_error=self._fail)
+                                    threads=cfg.matting.workers, guard=cfg.matting.guard, on_error=self._fail,
+                                    governor=self.governor)
+        self.budget = BudgetKeeper(self.governor, self.apply_level, on_error=self._fail) if self.governor else None
         self.compositing = CompositeStage(CompositeUnit(parts.compositor, keep_alpha=keep_alpha), self.c_frames,
                                           self.mattes, self.comps, max_matte_age=cfg.matting.max_age,
                                           on_error=self._fail)
@@ -91,8 +101,31 @@ class Pipeline:
         if not new.stateless and self.matting.threads > 1:
             log.info("%s is recurrent: its inferences run one at a time", matting_cfg.model)
         self.matting.swap(matter=new, max_hz=matting_cfg.max_hz)
+        if self.governor is not None:  # the user chose a model: the budget's ladder starts from it
+            self.governor.set_levels(*self._ladder(matting_cfg))
+            self.governor.ceiling_hz = matting_cfg.max_hz or budget.CEILING_HZ
         # The old model is not closed here: a worker may still be inside its infer(); it is
         # released when the last reference goes.
+        self.parts.matter = new
+
+    @staticmethod
+    def _ladder(m: MattingConfig):
+        return budget.ladder(m.model, m.input_size, lite=budget.lite_available())
+
+    def apply_level(self, level: budget.Level) -> None:
+        """The CPU budget's ladder moved: the same model at another input size (no reload), or
+        another model. A model that cannot load here leaves the ladder, logged once."""
+        matter = self.matting.unit.matter
+        if level.model == matter.name and matter.resize(level.input_size):
+            self.matting.swap()  # the temporal filter restarts at the new matte size
+            return
+        try:
+            new = create_matter(dataclasses.replace(matter.cfg, model=level.model, input_size=level.input_size))
+        except VcamError as e:
+            log.warning("CPU budget: cannot use %s here (%s); staying with %s", level.label, e, matter.name)
+            self.governor.drop(level, f"{level.label} is not available")
+            return
+        self.matting.swap(matter=new)
         self.parts.matter = new
 
     def set_smoothing(self, smoothing_cfg: SmoothingConfig) -> None:
@@ -136,8 +169,9 @@ class Pipeline:
         self.cpu.start()
         self.t_start = time.monotonic()
         try:
-            for s in (self.output, self.compositing, self.matting, self.capture):
-                s.start()
+            for s in (self.output, self.compositing, self.matting, self.capture, self.budget):
+                if s is not None:
+                    s.start()
             deadline = self.t_start + seconds if seconds > 0 else None
             while not self._stop.is_set():
                 # Short waits keep the main thread responsive to Ctrl-C and SIGTERM.
@@ -160,8 +194,9 @@ class Pipeline:
         self._stop.set()
         for box in (self.m_frames, self.c_frames, self.mattes, self.comps):
             box.close()
-        for s in (self.capture, self.matting, self.compositing, self.output):
-            s.stop(timeout=0.4)
+        for s in (self.budget, self.capture, self.matting, self.compositing, self.output):
+            if s is not None:
+                s.stop(timeout=0.4)
         if self.matting.unit.keeper is not None:
             self.matting.unit.keeper.close()
         for sink in self.parts.sinks:
@@ -204,4 +239,6 @@ class Pipeline:
             "fps_target": self.cfg.capture.fps,
             "model": matter.name,
             "input_size": matter.cfg.input_size,
+            "runtime": matter.session.get_providers()[0] if getattr(matter, "session", None) is not None else matter.name,
+            "budget": self.governor.status() if self.governor is not None else None,
         }

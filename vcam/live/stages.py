@@ -55,8 +55,9 @@ class MattingStage(_FrameStage):
     thread_name = "vcam-matting"
 
     def __init__(self, unit: MattingUnit, inbox: Mailbox, outbox: Mailbox, *, max_hz: float = 0.0,
-                 threads: int = 1, guard: bool = False, on_error=None):
+                 threads: int = 1, guard: bool = False, on_error=None, governor=None):
         super().__init__(on_error=on_error, threads=threads if unit.matter.stateless else 1)
+        self.governor = governor  # a vcam.engine.budget.Governor: the CPU budget gates each inference
         self.unit, self.inbox, self.outbox = unit, inbox, outbox
         self.max_hz = max_hz  # the user's cap; 0: the model's own default_max_hz
         self.guard = Guard() if guard else None
@@ -87,6 +88,9 @@ class MattingStage(_FrameStage):
     def handle(self, frame: Frame) -> None:
         if self.t_first is None:
             self.t_first = time.monotonic()
+        gov = self.governor
+        if gov is not None:
+            reused, t_cpu = self.unit.reused, time.thread_time()
         try:
             matte = self.unit.process(frame)
         except VcamError:
@@ -94,6 +98,13 @@ class MattingStage(_FrameStage):
         except Exception as e:
             self._failed(frame, e)
             return
+        if gov is not None:
+            # With one onnxruntime/OpenVINO thread the inference runs in this thread, so its CPU
+            # is this thread's; with more, the pool's share is estimated (the controller's
+            # feedback on the process's CPU corrects what the estimate misses).
+            cpu = (time.thread_time() - t_cpu) * max(1, self.unit.matter.cfg.threads or 2)
+            with gov.lock:
+                gov.spent(cpu, inferred=self.unit.reused == reused)
         if matte is not None:
             self._succeeded(frame.seq)
             self.outbox.put(self.guard.check(matte) if self.guard is not None else matte)
@@ -125,6 +136,14 @@ class MattingStage(_FrameStage):
         """Honour the rate cap across all workers: each inference starts a full period after the
         previous one started (wait for the slot first, then take the newest frame). False if
         stopped while waiting."""
+        gov = self.governor
+        while gov is not None:
+            with gov.lock:
+                wait = gov.may_start(time.monotonic())
+            if not wait:
+                break
+            if self.wait(wait):
+                return False
         period = self.min_period
         if not period:
             return True

@@ -1,8 +1,19 @@
-"""The inference runtime: onnxruntime sessions, provider selection, threads, and clear load errors."""
+"""The inference runtimes behind one interface: onnxruntime (its providers, threads) and
+OpenVINO (extra ``vcam[openvino]``, fp32 / bf16 / int8), with clear load errors.
+
+Both give a session with onnxruntime's two calls, ``get_inputs()`` and ``run(None, feeds)``,
+so a matter does not know which one it runs on. ``cpu_flags()`` says what the CPU offers
+(bf16 needs AMX or avx512_bf16); which precision a machine uses is decided by
+``vcam bench --auto`` after checking its mattes against fp32 (:mod:`vcam.models.precision`)."""
 from __future__ import annotations
 
+import importlib.util
 import logging
+import threading
+from functools import lru_cache
 from pathlib import Path
+
+import numpy as np
 
 from ..errors import ModelError
 from .store import cache_dir
@@ -43,7 +54,95 @@ def pick_providers(setting: str) -> list:
     return out
 
 
-def make_session(path: Path, *, providers: str = "auto", threads: int = 2, spin: bool = False, name: str = "model"):
+RUNTIMES = ("auto", "onnxruntime", "openvino")
+PRECISIONS = ("fp32", "bf16", "int8")
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def has_bf16() -> bool:
+    """The CPU computes in bf16 natively (AMX tiles or AVX-512 BF16); elsewhere OpenVINO would emulate it."""
+    f = cpu_flags()
+    return "amx_bf16" in f or "avx512_bf16" in f
+
+
+def have_openvino() -> bool:
+    return importlib.util.find_spec("openvino") is not None
+
+
+def int8_path(path: Path) -> Path:
+    """Where the NNCF-quantised copy of the model at ``path`` lives (made by ``vcam bench --auto``)."""
+    return cache_dir() / f"{Path(path).stem}.int8.xml"
+
+
+class _Input:
+    def __init__(self, name: str):
+        self.name = name
+
+
+class OpenVinoSession:
+    """An OpenVINO compiled model with onnxruntime's ``get_inputs()`` / ``run(None, feeds)``.
+    One infer request per calling thread (matting may run on several); outputs are copied,
+    since OpenVINO reuses its output buffers on the next call."""
+
+    def __init__(self, path: Path, *, threads: int, precision: str, name: str):
+        import openvino as ov
+
+        core = ov.Core()
+        model_file = path
+        if precision == "int8":
+            model_file = int8_path(path)
+            if not model_file.exists():
+                raise ModelError(f"no int8 copy of the {name} model is calibrated on this machine; run "
+                                 f"`vcam bench --auto` (it calibrates and checks it) or set matting.precision: fp32")
+        config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        try:
+            self.compiled = core.compile_model(core.read_model(str(model_file)), "CPU", config)
+        except Exception as e:  # OpenVINO raises RuntimeError with pages of text
+            first = str(e).strip().splitlines()[0][:140] if str(e).strip() else type(e).__name__
+            raise ModelError(f"OpenVINO cannot load {name} model {model_file} ({first}); run "
+                             f"`vcam models pull {name} --force` or set matting.runtime: onnxruntime") from None
+        self._inputs = [_Input(p.get_any_name()) for p in self.compiled.inputs]
+        self._local = threading.local()
+        self.precision = precision
+
+    def get_inputs(self):
+        return self._inputs
+
+    def get_providers(self):
+        return [f"OpenVINO-CPU-{self.precision}"]
+
+    def run(self, output_names, feeds: dict):
+        req = getattr(self._local, "req", None)
+        if req is None:
+            req = self._local.req = self.compiled.create_infer_request()
+        res = req.infer(feeds)
+        return [np.array(res[o], copy=True) for o in self.compiled.outputs]
+
+
+def make_session(path: Path, *, providers: str = "auto", threads: int = 2, spin: bool = False, name: str = "model",
+                 runtime: str = "onnxruntime", precision: str = "fp32"):
+    """An inference session on ``runtime`` ('auto' is onnxruntime: a machine moves to OpenVINO
+    through ``vcam bench --auto``, which checks that its mattes agree with fp32 first)."""
+    if runtime == "openvino":
+        if not have_openvino():
+            raise ModelError("matting.runtime is openvino but OpenVINO is not installed; "
+                             "pip install 'vcam[openvino]' or set matting.runtime: onnxruntime")
+        return OpenVinoSession(path, threads=threads, precision=precision, name=name)
+    if precision != "fp32":
+        raise ModelError(f"precision {precision} needs the OpenVINO runtime; set matting.runtime: openvino "
+                         f"(pip install 'vcam[openvino]') or matting.precision: fp32")
     import onnxruntime as ort
 
     so = ort.SessionOptions()

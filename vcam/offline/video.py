@@ -20,6 +20,7 @@ import numpy as np
 
 from ..config import Config
 from ..core.progress import Progress
+from ..engine.budget import lite_available
 from ..engine.lockstep import run_lockstep
 from ..engine.parts import build_parts
 from ..errors import ConfigError, OutputError, SourceError
@@ -84,13 +85,14 @@ def _check_outputs(src: Path, out_path: Path | None, alpha_dir: Path | None, tra
 
 def process_video(cfg: Config, input_path: str, *, output: str | None = None, alpha_out: str | None = None,
                   fps: float | None = None, transparent: bool = False, keep_partial: bool = False,
-                  matting_hz: float = 0.0) -> dict:
+                  matting_hz: float = 0.0, cpu_budget: float | None = None) -> dict:
     """Composite every frame of ``input_path`` into ``output`` and/or write alpha PNGs to ``alpha_out``.
 
     Every output is written under a temporary name and moved into place at the end: a run that
     fails, is interrupted or finds its input truncated leaves nothing, unless ``keep_partial``.
     ``matting_hz`` > 0 makes new mattes only as the live camera would at that rate (see
-    :class:`vcam.engine.lockstep.LiveRate`); 0 makes one for every frame."""
+    :class:`vcam.engine.lockstep.LiveRate`); 0 makes one for every frame. ``cpu_budget`` (cores)
+    makes them as the live camera would under that budget (:class:`vcam.engine.lockstep.BudgetRate`)."""
     src_path = Path(input_path).expanduser()
     out_path = Path(output).expanduser() if output else None
     alpha_dir = Path(alpha_out).expanduser() if alpha_out else None
@@ -137,7 +139,8 @@ def process_video(cfg: Config, input_path: str, *, output: str | None = None, al
     try:
         stats = run_lockstep(parts, keep_alpha=alphas is not None or bool(cutouts), on_composite=per_frame,
                              progress=bar, matting_hz=matting_hz, reuse_still=cfg.matting.reuse_still,
-                             reuse_max_age=cfg.matting.reuse_max_age)
+                             reuse_max_age=cfg.matting.reuse_max_age, cpu_budget=cpu_budget,
+                             lite=lite_available())
     except BaseException:
         bar.close()
         _finish(staged, keep=keep_partial)

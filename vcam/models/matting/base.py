@@ -39,6 +39,11 @@ class Matter(abc.ABC):
     def reset(self) -> None:
         """Forget recurrent state. Stateless models have nothing to forget."""
 
+    def resize(self, input_size: int) -> bool:
+        """Take another input size without reloading (the CPU budget's ladder); False where the
+        model cannot, and must be reloaded instead."""
+        return False
+
     def close(self) -> None:
         """Release the session."""
 
@@ -49,7 +54,9 @@ class OnnxMatter(Matter):
     def __init__(self, cfg):
         super().__init__(cfg)
         path = store.resolve(self.name, cfg.model_path)
-        self.session = make_session(path, providers=cfg.providers, threads=cfg.threads, spin=cfg.spin, name=self.name)
+        self.path = path
+        self.session = make_session(path, providers=cfg.providers, threads=cfg.threads, spin=cfg.spin, name=self.name,
+                                    runtime=cfg.runtime, precision=cfg.precision)
         self.input_name = self.session.get_inputs()[0].name
 
     def close(self) -> None:

@@ -1,0 +1,263 @@
+"""The CPU budget: how many cores vcam may use, and the controller that keeps it there.
+
+:class:`Governor` has no thread and no clock of its own, so the live path (real time, the
+process's CPU) and ``vcam process --cpu-budget`` (video time, the CPU its steps measured)
+run the same decisions:
+
+* a **token bucket in CPU seconds** gates inference. It fills at the cores left for matting,
+  ``budget − (what everything else uses)``, and every inference spends the CPU it took. A
+  reused matte (the picture was still) costs nothing, so a still call banks a little for the
+  next movement, and the mean stays at the budget whatever the estimate's error: "everything
+  else" is measured as the process's CPU minus the inferences' own.
+* when the bucket holds inferences back and sustains less than ``floor_hz``, the **ladder**
+  steps down (a smaller input, then a lighter model), in the order that loses least quality;
+  when the mattes actually needed (a still picture needs few) would fit the level above, it
+  steps back up. On moving people the rate matters more than the model: on the development
+  clips the moving boundary F of MODNet falls from 0.97 at 10 Hz to 0.84 at 6 Hz and 0.65 at
+  4 Hz, and the lite model at 10 Hz (0.94) beats MODNet at 6; hence a floor of 8 Hz.
+
+Output fps is never touched: only the model's rate, input and model are.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import threading
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+
+CEILING_HZ = 15.0  # under a budget, mattes beyond this add little at 30 fps (the refiner tracks the frame)
+
+
+def resolve(setting, cores: int | None = None) -> float | None:
+    """``run.cpu_budget`` → cores, or ``None`` for no budget. 'auto': 0.6 on machines with up to
+    4 cores, 1.0 above; 'off': none; a number: that many cores (0 < n ≤ the machine's cores)."""
+    cores = cores or os.cpu_count() or 1
+    text = str(setting).strip().lower()
+    if text in ("", "auto"):
+        return 0.6 if cores <= 4 else 1.0
+    if text in ("off", "none", "no"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"--cpu-budget {setting!r} is not a number of cores: give e.g. 0.6, 'auto' or 'off'") from None
+    if not 0 < value <= cores:
+        raise ConfigError(f"--cpu-budget {setting} is outside (0, {cores}]: this machine has {cores} cores; "
+                          f"give e.g. 0.6, or 'off' for no budget")
+    return value
+
+
+@dataclass(frozen=True)
+class Level:
+    """One rung of the ladder: a model at an input size, and what it costs relative to the
+    configured one (pixels, or a measured factor for another model)."""
+
+    model: str
+    input_size: int
+    cost: float  # relative CPU per matte (the start level is 1.0)
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}@{self.input_size}" if self.model != "lite" else "lite"
+
+
+def lite_available() -> bool:
+    """The lite model can run here: LiteRT is installed and the model is cached (no download mid-call)."""
+    import importlib.util
+
+    from ..models import store
+
+    return importlib.util.find_spec("ai_edge_litert") is not None and store.cached_path("lite").exists()
+
+
+def ladder(model: str, input_size: int, *, lite: bool) -> tuple[list[Level], int]:
+    """The rungs from best to cheapest, and the index of the configured one. MODNet goes one
+    step (32 px) above the configured input, down to 192 (below that the lite model is both
+    better and far cheaper), then to ``lite`` where it is installed. Other models only have
+    their rate governed."""
+    if model != "modnet":
+        return [Level(model, input_size, 1.0)], 0
+    sizes = sorted({input_size + 32, input_size, *range(192, input_size, 32)}, reverse=True)
+    sizes = [s for s in sizes if s >= min(192, input_size)]
+    levels = [Level("modnet", s, (s / input_size) ** 2) for s in sizes]
+    if lite:
+        levels.append(Level("lite", input_size, 0.1))  # ~8 ms against ~80: measured once running
+    return levels, sizes.index(input_size)
+
+
+class Governor:
+    """See the module's doc. Call :meth:`observe` a few times a second with the process's CPU
+    seconds, :meth:`may_start` before an inference, :meth:`spent` after it, and apply what
+    :meth:`decide` returns."""
+
+    window = 2.0  # s: how fast the measured cores follow
+    hold_down = 1.0  # s below floor_hz before stepping down
+    hold_up = 6.0  # s with room to spare before stepping up
+    headroom = 0.97  # aim a little under the budget (the mean must not exceed it)
+
+    def __init__(self, budget: float, levels: list[Level], start: int = 0, *, ceiling_hz: float = 15.0,
+                 floor_hz: float = 8.0):
+        self.budget = budget
+        self.levels, self.index = levels, start
+        self.ceiling_hz, self.floor_hz = ceiling_hz, floor_hz
+        self.tokens = 0.0  # CPU s the next inferences may spend
+        self._cost: dict[int, float] = {}  # level → EMA of CPU s per matte
+        self._t = None  # last observe()
+        self._cpu = 0.0
+        self._matting_cpu = 0.0  # CPU s of inferences since the last observe()
+        self._t_first = None
+        self._cpu_first = 0.0
+        self.cores = 0.0  # measured, smoothed over `window`
+        self.other = 0.0  # cores used by everything but inference, smoothed
+        self._last_start = -1e9
+        self._t_denied = -1e9  # when the bucket last held an inference back
+        self._low_since = None
+        self._demand: collections.deque = collections.deque()  # (time, inferences so far), for stepping up
+        self._inferences = 0
+        self.changes = 0
+        self.reason = "starting at the configured model"
+        self.lock = threading.RLock()  # the matting workers and the ticker call in from their threads
+
+    def set_levels(self, levels: list[Level], start: int) -> None:
+        """A new ladder (the user switched model): costs are measured afresh."""
+        with self.lock:
+            self.levels, self.index = levels, start
+            self._cost.clear()
+            self.reason = "the model was switched"
+
+    # --- measurements -------------------------------------------------------------------
+    @property
+    def level(self) -> Level:
+        return self.levels[self.index]
+
+    def cost(self, index: int | None = None) -> float:
+        """CPU s per matte at a level: measured there, else scaled from the one measured."""
+        i = self.index if index is None else index
+        if i in self._cost:
+            return self._cost[i]
+        if self._cost:
+            j, c = next(iter(self._cost.items()))
+            return c * self.levels[i].cost / self.levels[j].cost
+        return 0.08 * self.levels[i].cost
+
+    def observe(self, now: float, process_cpu: float) -> None:
+        if self._t is None:
+            self._t, self._cpu, self._t_first, self._cpu_first = now, process_cpu, now, process_cpu
+            self.tokens = self.cost()  # one matte to start with
+            return
+        dt = now - self._t
+        if dt <= 0:
+            return
+        used = (process_cpu - self._cpu) / dt
+        other = max(0.0, used - self._matting_cpu / dt)
+        k = min(1.0, dt / self.window)
+        self.cores += k * (used - self.cores)
+        self.other += k * (other - self.other)
+        self._t, self._cpu, self._matting_cpu = now, process_cpu, 0.0
+        cap = max(2 * self.cost(), 0.25 * self.budget)
+        self.tokens = min(cap, self.tokens + self.matting_cores * dt)
+
+    @property
+    def matting_cores(self) -> float:
+        return max(0.0, self.headroom * self.budget - self.other)
+
+    @property
+    def mean_cores(self) -> float:
+        """Mean cores since the first observation."""
+        dt = (self._t or 0) - (self._t_first or 0)
+        return (self._cpu - self._cpu_first) / dt if dt > 0 else 0.0
+
+    def sustained_hz(self, index: int | None = None) -> float:
+        return self.matting_cores / max(self.cost(index), 1e-4)
+
+    # --- gating -------------------------------------------------------------------------
+    def may_start(self, now: float) -> float:
+        """0 if an inference may start now, else the seconds to wait before asking again."""
+        wait_rate = self._last_start + 1.0 / self.ceiling_hz - now if self.ceiling_hz else 0.0
+        if self.tokens < 0:
+            rate = self.matting_cores
+            wait_tokens = -self.tokens / rate if rate > 0 else 0.25
+            self._t_denied = now
+        else:
+            wait_tokens = 0.0
+        wait = max(wait_rate, wait_tokens)
+        if wait <= 0:
+            self._last_start = now
+            return 0.0
+        return min(wait, 0.25)
+
+    def spent(self, cpu_s: float, inferred: bool = True) -> None:
+        """An inference (``inferred``) or a reuse check finished, having taken ``cpu_s``."""
+        if not inferred:
+            return  # the still check's CPU shows up in `other`
+        self.tokens -= cpu_s
+        self._matting_cpu += cpu_s
+        self._inferences += 1
+        c = self._cost.get(self.index)
+        self._cost[self.index] = cpu_s if c is None else c + 0.2 * (cpu_s - c)
+
+    # --- the ladder ---------------------------------------------------------------------
+    def decide(self, now: float) -> Level | None:
+        """The level to switch to, or ``None`` to stay.
+
+        Down, while the budget holds inferences back and sustains less than ``floor_hz`` here:
+        to the best level below that sustains it (the last one if none). Up, one level, when the
+        inferences actually needed over the last ``hold_up`` s (a still picture needs few) would
+        fit the budget there with a fifth to spare."""
+        if self._t is None or now - self._t_first < self.window:
+            return None
+        hz = self.sustained_hz()
+        starved = now - self._t_denied < 1.0
+        if hz < self.floor_hz and starved and self.index < len(self.levels) - 1:
+            self._low_since = self._low_since or now
+            if now - self._low_since >= self.hold_down:
+                below = range(self.index + 1, len(self.levels))
+                target = next((i for i in below if self.sustained_hz(i) >= self.floor_hz), below[-1])
+                return self._move(target, now, f"{hz:.1f} Hz fit the budget at {self.level.label}, below "
+                                               f"{self.floor_hz:g} Hz")
+            return None
+        self._low_since = None
+        if self.index == 0 or starved:
+            self._demand.clear()
+            return None
+        self._demand.append((now, self._inferences))
+        while self._demand and now - self._demand[0][0] > self.hold_up:
+            self._demand.popleft()
+        t0, n0 = self._demand[0]
+        if now - t0 < 0.9 * self.hold_up:
+            return None
+        demand_hz = (self._inferences - n0) / (now - t0)
+        need = max(demand_hz, 1.0) * self.cost(self.index - 1)
+        if need <= 0.8 * self.matting_cores:
+            return self._move(self.index - 1, now, f"{demand_hz:.1f} mattes/s were needed, which fit the budget at "
+                                                   f"{self.levels[self.index - 1].label}")
+        return None
+
+    def drop(self, level: Level, why: str) -> None:
+        """A level that cannot be used here (its model failed to load): off the ladder."""
+        with self.lock:
+            if level in self.levels and len(self.levels) > 1:
+                i = self.levels.index(level)
+                del self.levels[i]
+                if self.index >= i and self.index > 0:
+                    self.index -= 1
+                self._cost = {}
+                self.reason = why
+
+    def _move(self, index: int, now: float, why: str) -> Level:
+        self.index = index
+        self._demand.clear()
+        self._low_since = None
+        self.changes += 1
+        self.reason = why
+        self.tokens = min(self.tokens, self.cost())
+        return self.level
+
+    def status(self) -> dict:
+        return {"budget_cores": round(self.budget, 2), "cores": round(self.cores, 2),
+                "mean_cores": round(self.mean_cores, 3), "matting_cores": round(self.matting_cores, 2),
+                "chosen": self.level.label, "sustained_hz": round(min(self.sustained_hz(), self.ceiling_hz or 1e9), 1),
+                "ms_per_matte": round(self.cost() * 1e3, 1), "changes": self.changes, "why": self.reason}

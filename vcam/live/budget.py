@@ -1,0 +1,33 @@
+"""The CPU budget in the live path: a worker that measures the process's CPU a few times a
+second, feeds the :class:`~vcam.engine.budget.Governor` (which the matting stage asks before
+each inference), and applies the ladder's decisions through the pipeline."""
+from __future__ import annotations
+
+import logging
+import time
+
+from ..core.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+class BudgetKeeper(Worker):
+    thread_name = "vcam-budget"
+    period = 0.25  # s between measurements
+
+    def __init__(self, governor, apply, *, on_error=None):
+        super().__init__(on_error=on_error)
+        self.governor, self.apply = governor, apply  # apply(Level): the pipeline switches to it
+
+    def step(self) -> bool:
+        if self.wait(self.period):
+            return False
+        gov = self.governor
+        with gov.lock:
+            gov.observe(time.monotonic(), time.process_time())
+            level = gov.decide(time.monotonic())
+            why = gov.reason
+        if level is not None:
+            log.info("CPU budget %.2g cores: matting now %s (%s)", gov.budget, level.label, why)
+            self.apply(level)
+        return True
