@@ -225,6 +225,12 @@ def write_user_config(matting: dict) -> Path:
     return p
 
 
+def _unbudgeted(layer: dict) -> dict:
+    """A variant runs as written: no CPU budget moving its model or input, unless it sets one."""
+    layer.setdefault("run", {}).setdefault("cpu_budget", "off")
+    return layer
+
+
 def clips_bench(a) -> list:
     """vcam (default, each --variant, each --budgets) and, with --peers, the peer recipes, on
     each --source clip, in one run."""
@@ -234,7 +240,7 @@ def clips_bench(a) -> list:
     rows, out = [], []
     for src in sources:
         clip = Path(src).name if src != "sample" else "sample"
-        configs = [("vcam default", {})] + [(f"vcam {v}", parse_variant(v)) for v in a.variant]
+        configs = [("vcam default", {})] + [(f"vcam {v}", _unbudgeted(parse_variant(v))) for v in a.variant]
         configs += [(f"vcam --cpu-budget {b}", {"run": {"cpu_budget": b}}) for b in budgets]
         for name, layer in configs:
             s = run_one(size, a.fps, a.seconds, layer, a.config, source=src)
@@ -274,7 +280,7 @@ def main(a) -> int:
         rows = []
         for size in sizes:
             for v in variants:
-                s = run_one(size, a.fps, a.seconds, parse_variant(v), a.config)
+                s = run_one(size, a.fps, a.seconds, _unbudgeted(parse_variant(v)) if v else {}, a.config)
                 rows.append((v or "default", s))
                 result["runs"].append({"variant": v or "default", "stats": s})
                 print(f"  {v or 'default'} @ {size[0]}x{size[1]}: {s['output_fps']} fps, {s['matting_hz']} Hz",

@@ -97,6 +97,9 @@ class Governor:
     hold_down = 1.0  # s below floor_hz before stepping down
     hold_up = 6.0  # s with room to spare before stepping up
     headroom = 0.97  # aim a little under the budget (the mean must not exceed it)
+    max_gap = 0.5  # s: an inference may always start this long after the last one (mattes older than
+    #               matting.max_age fail closed to a fully blurred frame; the ladder then steps down)
+    settle = 3.0  # s after the start before the ladder moves (loading and first-frame compiles cost CPU)
 
     def __init__(self, budget: float, levels: list[Level], start: int = 0, *, ceiling_hz: float = 15.0,
                  floor_hz: float = 8.0):
@@ -153,7 +156,9 @@ class Governor:
             return
         used = (process_cpu - self._cpu) / dt
         other = max(0.0, used - self._matting_cpu / dt)
-        k = min(1.0, dt / self.window)
+        # While settling (model load, first-frame compiles) only the latest sample counts, so the
+        # start-up burst is not remembered once the averages begin.
+        k = 1.0 if now - self._t_first < self.settle else min(1.0, dt / self.window)
         self.cores += k * (used - self.cores)
         self.other += k * (other - self.other)
         self._t, self._cpu, self._matting_cpu = now, process_cpu, 0.0
@@ -177,7 +182,7 @@ class Governor:
     def may_start(self, now: float) -> float:
         """0 if an inference may start now, else the seconds to wait before asking again."""
         wait_rate = self._last_start + 1.0 / self.ceiling_hz - now if self.ceiling_hz else 0.0
-        if self.tokens < 0:
+        if self.tokens < 0 and now - self._last_start < self.max_gap:
             rate = self.matting_cores
             wait_tokens = -self.tokens / rate if rate > 0 else 0.25
             self._t_denied = now
@@ -207,7 +212,7 @@ class Governor:
         to the best level below that sustains it (the last one if none). Up, one level, when the
         inferences actually needed over the last ``hold_up`` s (a still picture needs few) would
         fit the budget there with a fifth to spare."""
-        if self._t is None or now - self._t_first < self.window:
+        if self._t is None or now - self._t_first < self.settle:
             return None
         hz = self.sustained_hz()
         starved = now - self._t_denied < 1.0

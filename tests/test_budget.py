@@ -1,0 +1,201 @@
+"""Issue 16: the CPU budget (the governor, live and in ``vcam process``) and the runtimes behind
+one interface (OpenVINO fp32/bf16/int8, each checked against onnxruntime fp32)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from vcam import sample
+from vcam.config import MattingConfig
+from vcam.engine import budget
+from vcam.errors import ConfigError, ModelError
+
+from helpers import patch_mean, sample_points
+
+VCAM = [sys.executable, "-m", "vcam"]
+HAVE_OV = __import__("importlib.util").util.find_spec("openvino") is not None
+
+
+def run_vcam(*args, timeout=240):
+    return subprocess.run([*VCAM, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def error_line(r) -> str:
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.startswith("vcam: error:")]
+    assert r.returncode != 0 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    return lines[0]
+
+
+# --- the setting ----------------------------------------------------------------------------
+
+def test_budget_setting():
+    assert budget.resolve("auto", cores=2) == 0.6 and budget.resolve("auto", cores=16) == 1.0
+    assert budget.resolve("off") is None and budget.resolve("0.45", cores=2) == 0.45
+    for bad, word in (("0", "outside"), ("-1", "outside"), ("3", "this machine has 2 cores"), ("lots", "number")):
+        with pytest.raises(ConfigError, match=word):
+            budget.resolve(bad, cores=2)
+
+
+def test_bad_budget_is_one_line():
+    too_many = (os.cpu_count() or 1) + 1
+    for value in ("0", str(too_many), "fast"):
+        line = error_line(run_vcam("run", "--source", "sample", "--no-virtualcam", "--seconds", "1",
+                                   "--cpu-budget", value))
+        assert "--cpu-budget" in line and ("give e.g. 0.6" in line or "'off'" in line), line
+
+
+# --- the governor, on a simulated clock --------------------------------------------------------
+
+def simulate(gov, seconds, *, cost, other, still_fraction=0.0, fps=30.0):
+    """Frames at ``fps``; each may start an inference costing ``cost(level)`` CPU s; everything else
+    costs ``other`` cores. A fraction of the frames is still (the matte is reused, no inference)."""
+    rng = np.random.default_rng(0)
+    cpu, t, mattes, levels = 0.0, 0.0, 0, []
+    for i in range(int(seconds * fps)):
+        t = i / fps
+        cpu += other / fps
+        gov.observe(t, cpu)
+        if gov.decide(t) is not None:
+            levels.append(gov.level.label)
+        if gov.may_start(t) == 0.0:
+            if rng.random() < still_fraction:
+                gov.spent(0.0002, inferred=False)
+            else:
+                c = cost(gov.level)
+                cpu += c
+                gov.spent(c)
+                mattes += 1
+    return cpu / t, mattes / t, levels
+
+
+@pytest.mark.parametrize("cores", [0.3, 0.6, 1.0])
+def test_governor_holds_the_budget(cores):
+    levels, start = budget.ladder("modnet", 224, lite=False)
+    gov = budget.Governor(cores, levels, start)
+    mean, hz, _ = simulate(gov, 60, cost=lambda lv: 0.07 * lv.cost, other=0.2)
+    assert mean <= cores + 0.05, (mean, hz)
+    assert mean >= min(cores, 0.2 + 15 * 0.07) - 0.1  # it uses what it may, not far less
+    assert 0 < hz <= 15.5
+
+
+def test_ladder_steps_down_then_back_up():
+    levels, start = budget.ladder("modnet", 224, lite=True)
+    assert [lv.label for lv in levels] == ["modnet@256", "modnet@224", "modnet@192", "lite"] and start == 1
+    gov = budget.Governor(0.5, levels, start)
+    cost = lambda lv: 0.008 if lv.model == "lite" else 0.09 * lv.cost  # noqa: E731
+    mean, hz, moves = simulate(gov, 20, cost=cost, other=0.2)  # moving: MODNet cannot reach 8 Hz here
+    assert gov.level.label == "lite" and hz >= 8 and mean <= 0.55, (moves, hz, mean)
+    mean, _, moves = simulate(gov, 30, cost=cost, other=0.2, still_fraction=0.95)  # a still call
+    assert gov.level.model == "modnet", moves  # few mattes needed: the better model again
+    assert gov.status()["chosen"] == gov.level.label and "fit the budget" in gov.status()["why"]
+
+
+# --- live ------------------------------------------------------------------------------------
+
+def test_live_run_under_a_budget(tmp_path):
+    out = tmp_path / "stats.json"
+    r = run_vcam("run", "--source", "sample", "--no-virtualcam", "--seconds", "10", "--cpu-budget", "0.5",
+                 "--stats-json", out, "--log-level", "info")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(out.read_text())
+    b = s["budget"]
+    assert b["budget_cores"] == 0.5 and b["chosen"] and b["why"]
+    assert s["output_fps"] >= 27  # output fps never gives way to the budget
+    assert b["mean_cores"] <= 0.5 + 0.15, b  # the start (loading, first compiles) included
+    assert s["frames"]["matted"] > 0 and s["frames"]["matting_errors"] == 0
+
+
+def test_ctl_status_shows_the_budget(tmp_path):
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path))
+    p = subprocess.Popen([*VCAM, "run", "--source", "sample", "--no-virtualcam", "--seconds", "20", "--name", "bud",
+                          "--cpu-budget", "0.7"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(60):
+            r = subprocess.run([*VCAM, "ctl", "--name", "bud", "status"], env=env, capture_output=True, text=True)
+            if r.returncode == 0 and '"budget"' in r.stdout and '"chosen"' in r.stdout:
+                break
+            __import__("time").sleep(0.5)
+        st = json.loads(r.stdout)
+        assert st["budget"]["budget_cores"] == 0.7 and st["budget"]["chosen"] and "cpu_cores" in st, r.stdout
+    finally:
+        p.terminate()
+        p.wait(10)
+
+
+# --- offline, at the budget's decisions ---------------------------------------------------------
+
+def test_process_under_a_budget(tmp_path):
+    src = tmp_path / "in.mp4"
+    w = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"mp4v"), 30, (640, 360))
+    for i in range(150):
+        w.write(sample.render(i / 30, 640, 360))
+    w.release()
+    alphas, stats = tmp_path / "alpha", tmp_path / "s.json"
+    r = run_vcam("process", src, "--alpha-out", alphas, "--cpu-budget", "0.3", "--stats-json", stats)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(stats.read_text())
+    assert s["frames"] == 150 and len(list(alphas.glob("*.png"))) == 150
+    assert 0 < s["mattes"] < 150 and s["budget"]["budget_cores"] == 0.3  # fewer mattes than frames
+    assert s["budget"]["mean_cores"] <= 0.3 + 0.1, s["budget"]
+    # Every frame is still matted well: the held matte is refined against each frame.
+    a = cv2.imread(str(alphas / "00120.png"), cv2.IMREAD_GRAYSCALE)
+    person, background = sample_points(120 / 30, 640, 360)
+    assert min(patch_mean(a, p) for p in person) > 150 and max(patch_mean(a, p) for p in background) < 80
+
+
+# --- runtimes -----------------------------------------------------------------------------
+
+def test_precision_needs_openvino():
+    from vcam.models.matting import create
+
+    with pytest.raises(ModelError, match="set matting.runtime: openvino"):
+        create(MattingConfig(precision="bf16", runtime="onnxruntime"))
+
+
+@pytest.mark.skipif(not HAVE_OV, reason="OpenVINO is not installed (pip install 'vcam[openvino]')")
+def test_openvino_agrees_with_onnxruntime(modnet_path):
+    from vcam.models.matting import create
+    from vcam.models.matting.precision import agreement
+
+    frames = [sample.render(t, 1280, 720) for t in (0.5, 3.0, 6.0)]
+    ref = create(MattingConfig(threads=1))
+    ov = create(MattingConfig(threads=1, runtime="openvino"))
+    iou, mae = agreement([ref.infer(f) for f in frames], [ov.infer(f) for f in frames])
+    assert iou >= 0.999 and mae < 1e-3
+    assert ov.session.get_providers()[0].startswith("OpenVINO")
+
+
+@pytest.mark.skipif(not HAVE_OV, reason="OpenVINO is not installed (pip install 'vcam[openvino]')")
+def test_precision_check_and_int8(tmp_path, monkeypatch, modnet_path):
+    """Every precision is timed and checked against fp32 on shipped frames; int8 is calibrated on them
+    (never on evaluation data) and refused where it is not calibrated."""
+    from vcam.models.matting import create
+    from vcam.models.matting.precision import MAX_MAE, MIN_IOU, choose, shipped_frames
+
+    monkeypatch.setenv("VCAM_CACHE_DIR", str(tmp_path))
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "modnet.onnx").symlink_to(modnet_path)
+    with pytest.raises(ModelError, match="vcam bench --auto"):
+        create(MattingConfig(runtime="openvino", precision="int8"))
+    best, cands = choose(MattingConfig(), check_frames=shipped_frames(640, 360, n=3))
+    labels = {c.label: c for c in cands}
+    assert {"onnxruntime fp32", "openvino fp32", "openvino int8", "openvino bf16"} <= set(labels)
+    assert labels["openvino fp32"].ok and labels["openvino fp32"].iou >= MIN_IOU
+    for c in cands:
+        if c.ms:
+            assert c.ms > 0 and (c.ok == (c.iou >= MIN_IOU and c.mae <= MAX_MAE))
+        else:
+            assert not c.ok and c.why
+    assert best.ok and best.ms == min(c.ms for c in cands if c.ok)
+    assert (tmp_path / "models" / "modnet.int8.xml").exists()
+    m = create(dataclasses.replace(MattingConfig(threads=1), runtime="openvino", precision="int8"))
+    alpha = m.infer(sample.render(1.0, 640, 360))
+    assert alpha.shape == (224, 384) and alpha.max() > 0.9 and alpha.min() < 0.1
