@@ -54,13 +54,13 @@ def test_bad_budget_is_one_line():
 
 # --- the governor, on a simulated clock --------------------------------------------------------
 
-def simulate(gov, seconds, *, cost, other, still_fraction=0.0, fps=30.0):
+def simulate(gov, seconds, *, cost, other, still_fraction=0.0, fps=30.0, start=0.0, cpu=0.0):
     """Frames at ``fps``; each may start an inference costing ``cost(level)`` CPU s; everything else
     costs ``other`` cores. A fraction of the frames is still (the matte is reused, no inference)."""
     rng = np.random.default_rng(0)
-    cpu, t, mattes, levels = 0.0, 0.0, 0, []
+    cpu0, t, mattes, levels = cpu, start, 0, []
     for i in range(int(seconds * fps)):
-        t = i / fps
+        t = start + i / fps
         cpu += other / fps
         gov.observe(t, cpu)
         if gov.decide(t) is not None:
@@ -73,14 +73,14 @@ def simulate(gov, seconds, *, cost, other, still_fraction=0.0, fps=30.0):
                 cpu += c
                 gov.spent(c)
                 mattes += 1
-    return cpu / t, mattes / t, levels
+    return (cpu - cpu0) / (t - start), mattes / (t - start), levels, cpu
 
 
 @pytest.mark.parametrize("cores", [0.3, 0.6, 1.0])
 def test_governor_holds_the_budget(cores):
     levels, start = budget.ladder("modnet", 224, lite=False)
     gov = budget.Governor(cores, levels, start)
-    mean, hz, _ = simulate(gov, 60, cost=lambda lv: 0.07 * lv.cost, other=0.2)
+    mean, hz, _, _ = simulate(gov, 60, cost=lambda lv: 0.07 * lv.cost, other=0.2)
     assert mean <= cores + 0.05, (mean, hz)
     assert mean >= min(cores, 0.2 + 15 * 0.07) - 0.1  # it uses what it may, not far less
     assert 0 < hz <= 15.5
@@ -91,9 +91,9 @@ def test_ladder_steps_down_then_back_up():
     assert [lv.label for lv in levels] == ["modnet@256", "modnet@224", "modnet@192", "lite"] and start == 1
     gov = budget.Governor(0.5, levels, start)
     cost = lambda lv: 0.008 if lv.model == "lite" else 0.09 * lv.cost  # noqa: E731
-    mean, hz, moves = simulate(gov, 20, cost=cost, other=0.2)  # moving: MODNet cannot reach 8 Hz here
+    mean, hz, moves, cpu = simulate(gov, 20, cost=cost, other=0.2)  # moving: MODNet cannot reach 8 Hz here
     assert gov.level.label == "lite" and hz >= 8 and mean <= 0.55, (moves, hz, mean)
-    mean, _, moves = simulate(gov, 30, cost=cost, other=0.2, still_fraction=0.95)  # a still call
+    mean, _, moves, _ = simulate(gov, 30, cost=cost, other=0.2, still_fraction=0.95, start=20, cpu=cpu)  # still
     assert gov.level.model == "modnet", moves  # few mattes needed: the better model again
     assert gov.status()["chosen"] == gov.level.label and "fit the budget" in gov.status()["why"]
 
