@@ -103,7 +103,8 @@ def run_frames(cfg: Config, frames: list[np.ndarray]) -> tuple[list[np.ndarray],
     out: list[np.ndarray] = []
     t0 = time.perf_counter()
     run_lockstep(parts, keep_alpha=True, on_composite=lambda comp, frame: out.append(comp.alpha), close=False,
-                 matting_hz=MATTING_HZ, reuse_still=cfg.matting.reuse_still, reuse_max_age=cfg.matting.reuse_max_age)
+                 matting_hz=MATTING_HZ, reuse_still=cfg.matting.reuse_still, reuse_max_age=cfg.matting.reuse_max_age,
+                 crop=cfg.matting.crop)
     dt = (time.perf_counter() - t0) / max(1, len(frames))
     return [a.astype(np.float32) / 255.0 for a in out], dt
 

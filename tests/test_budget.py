@@ -199,3 +199,34 @@ def test_precision_check_and_int8(tmp_path, monkeypatch, modnet_path):
     m = create(dataclasses.replace(MattingConfig(threads=1), runtime="openvino", precision="int8"))
     alpha = m.infer(sample.render(1.0, 640, 360))
     assert alpha.shape == (224, 384) and alpha.max() > 0.9 and alpha.min() < 0.1
+
+
+# --- spending pixels on the person ---------------------------------------------------------------
+
+def test_person_crop(modnet):
+    """A small person in a wide frame: after the first whole-frame matte the model sees the person's
+    box; the pasted matte keeps the person and nothing far away; when the person jumps to the other
+    side, the next matte takes the whole frame again and finds them there."""
+    from vcam.core.frames import Frame
+    from vcam.config import SmoothingConfig
+    from vcam.engine.units import MattingUnit
+    from vcam.imaging import smoothing
+
+    person = cv2.resize(sample.portrait(), (360, 360))
+    room = cv2.resize(cv2.GaussianBlur(sample.portrait(), (0, 0), 30), (1280, 720))
+
+    def frame_at(x0):
+        f = room.copy()
+        f[360:, x0:x0 + 360] = person
+        return f
+
+    unit = MattingUnit(modnet, smoothing.create(SmoothingConfig(kind="none")), None, crop=True)
+    for i in range(3):
+        m = unit.process(Frame(frame_at(100), i, i * 0.05)).alpha
+    assert unit.crop.crops == 2 and m.shape == modnet.input_shape(1280, 720)
+    h, w = m.shape
+    assert m[int(0.85 * h), int(280 / 1280 * w)] > 0.8  # the person (the face/suit at the crop's centre)
+    assert m[:, int(0.6 * w):].max() < 0.05  # far from the box: nothing
+    moved = [unit.process(Frame(frame_at(880), 3 + i, 0.2 + i * 0.05)).alpha for i in range(3)]
+    assert unit.crop.crops <= 4  # the move was noticed at the crop's edge: a whole frame in between
+    assert moved[-1][int(0.85 * h), int(1060 / 1280 * w)] > 0.8 and moved[-1][:, : int(0.3 * w)].max() < 0.05

@@ -56,6 +56,9 @@ class MattingConfig:
     guard: bool = _f(True, doc="live: no person, or a matte that collapsed (mostly undecided, or everything), shows the fully blurred frame")
     reuse_still: bool = _f(True, doc="skip inference while the picture at matte resolution is unchanged beyond sensor "
                            "noise since the last inferred frame (the refinement against each frame carries small motion)")
+    crop: bool = _f(True, doc="run the model on the person's box from the last matte (with a margin) when it is clearly "
+                              "smaller than the frame; the whole frame again when the person reaches the crop's edge, "
+                              "and every reuse_max_age s")
     reuse_max_age: float = _f(1.0, lo=0.0, hi=60, doc="with reuse_still, infer again after this many seconds anyway")
 
 

@@ -95,7 +95,7 @@ class BudgetRate(LiveRate):
 def run_lockstep(parts: Parts, *, keep_alpha: bool = False, on_composite: Callable[[Composite, Frame], None] | None = None,
                  progress: Callable[[int], None] | None = None, close: bool = True, matting_hz: float = 0.0,
                  reuse_still: bool = False, reuse_max_age: float = 1.0, cpu_budget: float | None = None,
-                 lite: bool = False) -> dict:
+                 lite: bool = False, crop: bool = False) -> dict:
     """Read ``parts.source`` to its end; each composite goes to every sink and ``on_composite``.
     Sinks and source are closed at the end, the model too unless ``close`` is False.
 
@@ -106,7 +106,7 @@ def run_lockstep(parts: Parts, *, keep_alpha: bool = False, on_composite: Callab
     makes them under that budget (:class:`BudgetRate`; ``lite``: its ladder may end at the lite
     model)."""
     matting = MattingUnit(parts.matter, parts.smoother, parts.compositor.refiner, reuse_still=reuse_still,
-                          reuse_max_age=reuse_max_age)
+                          reuse_max_age=reuse_max_age, crop=crop)
     compositing = CompositeUnit(parts.compositor, keep_alpha=keep_alpha)
     fps = parts.source.fps or 30.0
     if cpu_budget is not None:
@@ -153,7 +153,8 @@ def run_lockstep(parts: Parts, *, keep_alpha: bool = False, on_composite: Callab
                 matting.matter.close()
     wall = time.monotonic() - t0
     return {"frames": seq, "seconds": round(wall, 2), "fps": round(seq / wall, 2) if wall else 0.0,
-            "mattes": matting.timings.count, "mattes_reused": matting.reused, "matting_hz": matting_hz or None,
+            "mattes": matting.timings.count, "mattes_reused": matting.reused,
+            "mattes_cropped": matting.crop.crops if matting.crop is not None else 0, "matting_hz": matting_hz or None,
             "budget": rate.governor.status() if isinstance(rate, BudgetRate) else None,
             "video_matting_hz": round(matting.timings.count / (seq / fps), 2) if seq else 0.0,
             "stage_ms": {"matting": matting.timings.summary(), "compositor": compositing.timings.summary()},

@@ -50,6 +50,64 @@ class StillDetector:
         self._guide = None
 
 
+class PersonCrop:
+    """Spend the model's pixels on the person: infer on the person's box from the last matte, with
+    a margin, when that box is clearly smaller than the frame; the crop's matte is pasted into a
+    full-frame matte (zero outside). Back to the whole frame at once when the matte touches the
+    crop's inner edge (the person moved out of it), after ``refresh`` s (someone may have entered
+    elsewhere), or when the last matte has no person."""
+
+    threshold = 0.1  # alpha above this counts as person for the box
+    margin = 0.15  # of the box's size, each side
+    max_area = 0.6  # crop only when the box (with margin) covers less of the frame than this
+
+    def __init__(self, refresh: float = 1.0):
+        self.refresh = refresh
+        self._t_full = -1e9
+        self._widen = True
+        self.crops = 0  # inferences made on a crop
+
+    def plan(self, last: np.ndarray | None, W: int, H: int, t: float) -> tuple[int, int, int, int] | None:
+        """The crop ``(x0, y0, x1, y1)`` in frame pixels for the next inference, or ``None`` (whole frame)."""
+        if last is None or self._widen or t - self._t_full >= self.refresh:
+            self._t_full, self._widen = t, False
+            return None
+        ys, xs = np.nonzero(last > self.threshold)
+        if xs.size == 0:
+            return None
+        h, w = last.shape
+        bx0, bx1, by0, by1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+        mx, my = max(4, self.margin * (bx1 - bx0)), max(4, self.margin * (by1 - by0))
+        x0, x1 = max(0, int((bx0 - mx) * W / w)), min(W, int(np.ceil((bx1 + mx) * W / w)))
+        y0, y1 = max(0, int((by0 - my) * H / h)), min(H, int(np.ceil((by1 + my) * H / h)))
+        if (x1 - x0) * (y1 - y0) > self.max_area * W * H or x1 - x0 < 32 or y1 - y0 < 32:
+            return None
+        return x0, y0, x1, y1
+
+    def paste(self, raw: np.ndarray, crop, W: int, H: int, shape: tuple[int, int]) -> np.ndarray:
+        """``raw``: the crop's matte → ``[h, w]`` full-frame matte at ``shape``. Notes whether the
+        person reaches an inner edge of the crop (then the next inference takes the whole frame)."""
+        x0, y0, x1, y1 = crop
+        h, w = shape
+        mx0, mx1 = int(round(x0 * w / W)), max(int(round(x0 * w / W)) + 1, int(round(x1 * w / W)))
+        my0, my1 = int(round(y0 * h / H)), max(int(round(y0 * h / H)) + 1, int(round(y1 * h / H)))
+        out = np.zeros(shape, np.float32)
+        out[my0:my1, mx0:mx1] = cv2.resize(raw, (mx1 - mx0, my1 - my0), interpolation=cv2.INTER_AREA)
+        edges = []
+        if x0 > 0:
+            edges.append(raw[:, 0])
+        if x1 < W:
+            edges.append(raw[:, -1])
+        if y0 > 0:
+            edges.append(raw[0, :])
+        if y1 < H:
+            edges.append(raw[-1, :])
+        if any(np.count_nonzero(e > 0.5) > 0.02 * e.size for e in edges):
+            self._widen = True
+        self.crops += 1
+        return out
+
+
 class MattingUnit:
     """``process(frame)``: the matte for ``frame``, or ``None`` when a newer frame's matte was
     made meanwhile (several threads may call it for a stateless model; a recurrent model sees
@@ -57,8 +115,10 @@ class MattingUnit:
     the picture is still (:class:`StillDetector`)."""
 
     def __init__(self, matter, smoother: Smoother, refiner: Refiner | None = None, *, reuse_still: bool = False,
-                 reuse_max_age: float = 1.0):
+                 reuse_max_age: float = 1.0, crop: bool = False):
         self.matter, self.smoother, self.refiner = matter, smoother, refiner
+        self.crop = PersonCrop(reuse_max_age) if crop else None
+        self._prev_raw: np.ndarray | None = None  # the last inference's full-frame matte (the crop's guide)
         self.still = StillDetector(reuse_max_age) if reuse_still else None
         self.reused = 0  # mattes reused for a still picture, without inference
         self._last: Matte | None = None
@@ -78,6 +138,7 @@ class MattingUnit:
                 self.matter.reset()
                 self.smoother.reset()
                 self._size = size
+                self._prev_raw = None
                 self._last = None
                 if self.still is not None:
                     self.still.reset()
@@ -93,10 +154,10 @@ class MattingUnit:
                     return Matte(alpha=last.alpha, seq=frame.seq, t_capture=frame.t_capture, coef=last.coef)
         t0 = time.perf_counter()
         if matter.stateless:
-            raw = matter.infer(frame.image)  # [h, w] f32; outside the lock, threads run in parallel
+            raw = self._infer(matter, frame)  # [h, w] f32; outside the lock, threads run in parallel
         else:
             with self._serial:
-                raw = matter.infer(frame.image)
+                raw = self._infer(matter, frame)
         with self._lock:
             if matter is not self.matter:
                 return None  # the model was switched meanwhile
@@ -122,6 +183,22 @@ class MattingUnit:
                 self.still.inferred(guide, frame.t_capture)
         return matte
 
+    def _infer(self, matter, frame: Frame) -> np.ndarray:
+        """The model's matte of the whole frame, inferred on the person's crop where that helps."""
+        crop = None
+        if self.crop is not None and getattr(matter, "croppable", False) and (self.keeper is None
+                                                                               or self.keeper.state == "all"):
+            H, W = frame.image.shape[:2]
+            crop = self.crop.plan(self._prev_raw, W, H, frame.t_capture)
+        if crop is None:
+            raw = matter.infer(frame.image)
+        else:
+            x0, y0, x1, y1 = crop
+            shape = matter.input_shape(W, H)
+            raw = self.crop.paste(matter.infer(frame.image[y0:y1, x0:x1]), crop, W, H, shape)
+        self._prev_raw = raw
+        return raw
+
     def swap(self, matter=None, smoother: Smoother | None = None):
         """Switch the model and/or the temporal filter while running; returns the old matter
         (``None`` if the model stayed). The filter restarts either way."""
@@ -132,6 +209,7 @@ class MattingUnit:
             if smoother is not None:
                 self.smoother = smoother
             self.smoother.reset()
+            self._prev_raw = None
             self._last = None  # a new model or filter: infer afresh, do not reuse the old one's matte
             return old if matter is not None else None
 

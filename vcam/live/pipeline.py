@@ -62,7 +62,8 @@ class Pipeline:
             self.governor = budget.Governor(cores, *self._ladder(parts.matter.cfg),
                                             ceiling_hz=m.max_hz or budget.CEILING_HZ)
         self.matting = MattingStage(MattingUnit(parts.matter, parts.smoother, parts.compositor.refiner,
-                                                reuse_still=m.reuse_still, reuse_max_age=m.reuse_max_age),
+                                                reuse_still=m.reuse_still, reuse_max_age=m.reuse_max_age,
+                                                crop=m.crop),
                                     self.m_frames, self.mattes, max_hz=cfg.matting.max_hz,
                                     threads=cfg.matting.workers, guard=cfg.matting.guard, on_error=self._fail,
                                     governor=self.governor)
@@ -224,7 +225,8 @@ class Pipeline:
             "latency_ms": o.latency.summary(),
             "frames": {"captured": cap.frames, "matted": matted, "composited": comp.unit.timings.count,
                        "sent": o.sent, "repeated": o.repeats, "matting_errors": m.errors,
-                       "mattes_withheld": m.withheld, "mattes_reused": m.unit.reused},
+                       "mattes_withheld": m.withheld, "mattes_reused": m.unit.reused,
+                       "mattes_cropped": m.unit.crop.crops if m.unit.crop is not None else 0},
             "dropped": {"matting stale": m.unit.stale, "capture→matting": self.m_frames.drops,
                         "capture→compositor": self.c_frames.drops, "compositor→output": self.comps.drops},
             "stage_ms": {"capture": cap.timings.summary(), "matting": m.unit.timings.summary(),

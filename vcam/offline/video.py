@@ -140,7 +140,7 @@ def process_video(cfg: Config, input_path: str, *, output: str | None = None, al
         stats = run_lockstep(parts, keep_alpha=alphas is not None or bool(cutouts), on_composite=per_frame,
                              progress=bar, matting_hz=matting_hz, reuse_still=cfg.matting.reuse_still,
                              reuse_max_age=cfg.matting.reuse_max_age, cpu_budget=cpu_budget,
-                             lite=lite_available())
+                             lite=lite_available(), crop=cfg.matting.crop)
     except BaseException:
         bar.close()
         _finish(staged, keep=keep_partial)

@@ -13,6 +13,7 @@ from .base import OnnxMatter, model_input_shape, register
 @register("modnet")
 class ModnetMatter(OnnxMatter):
     multiple = 32  # the graph fails on sizes that are not multiples of 32
+    croppable = True  # a crop of the frame is a picture like any other (engine.units.PersonCrop)
 
     def __init__(self, cfg):
         super().__init__(cfg)
