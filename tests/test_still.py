@@ -143,3 +143,29 @@ def test_remove_missing_file_and_no_matches(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
     assert main(["remove", str(tmp_path / "*.png")]) == 2
     assert "no files match" in capsys.readouterr().err
+
+
+def test_stills_preset_and_fast(tmp_path):
+    """Stills use their own preset (MODNet at 320: no frame deadline); --fast is the live input;
+    an explicit size wins. Both give a good mask of the shipped portrait."""
+    import subprocess
+    import sys
+
+    import cv2
+
+    from vcam import sample
+    from vcam.offline.still import Session, new_session
+
+    assert Session("modnet").matter.cfg.input_size == 320
+    assert Session("modnet", fast=True).matter.cfg.input_size == 224
+    assert new_session("modnet", input_size=256).matter.cfg.input_size == 256
+    src = tmp_path / "p.png"
+    cv2.imwrite(str(src), sample.portrait())
+    for extra in ([], ["--fast"]):
+        out = tmp_path / f"m{len(extra)}.png"
+        r = subprocess.run([sys.executable, "-m", "vcam", "remove", str(src), "-o", str(out), "--only-mask", *extra],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        m = cv2.imread(str(out), cv2.IMREAD_GRAYSCALE)
+        assert min(m[y, x] for x, y in sample.PERSON_POINTS) > 200
+        assert max(m[y, x] for x, y in sample.BACKGROUND_POINTS) < 40

@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("-o", "--output", metavar="OUT", help="output file (one input), or folder (several inputs, an existing folder, a name ending in / or "
                          "without an extension); default: beside each input, *-nobg.png. Inputs that share a stem keep "
                          "their extension in the name: photo.jpg.png")
+    rm.add_argument("--fast", action="store_true",
+                    help="the live camera's model input (matting.input_size) instead of the stills preset "
+                         "(matting.still_input_size, 320): about 2x faster, softer edges")
     rm.add_argument("--only-mask", action="store_true", help="write the 8-bit alpha mask as PNG, same stem")
     rm.add_argument("--format", choices=("png", "webp", "jpg"), help="output format (default png; jpg needs --bgcolor)")
     rm.add_argument("--bgcolor", metavar="COLOR", help="flatten onto a colour: #rrggbb, r,g,b or a name")
@@ -199,6 +202,8 @@ def flags_to_layer(a: argparse.Namespace) -> dict:
                       ("precision", "precision")):
         if g(flag) is not None:
             layer["matting"][key] = getattr(a, flag)
+    if g("input_size") is not None and a.command == "remove":  # an explicit size wins over the stills preset
+        layer["matting"]["still_input_size"] = a.input_size
     if g("device") is not None:
         layer["output"]["device"] = a.device
     if g("preview"):

@@ -126,7 +126,7 @@ def remove_cli(cfg: Config, a) -> int:
     workers = max(1, min(workers, len(inputs)))
     # Parallel images, one onnxruntime thread each: the cores are used by whole images.
     m = replace(cfg.matting, threads=1) if workers > 1 else cfg.matting
-    session = Session(m.model, cfg=replace(cfg, matting=m))
+    session = Session(m.model, cfg=replace(cfg, matting=m), fast=getattr(a, "fast", False))
     if background:  # validate the background once, before any file is touched
         session.compositor(replace(cfg.compositor, **background))
     if folder is not None:

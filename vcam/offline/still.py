@@ -43,11 +43,16 @@ class Session:
     Thread-safe: several threads may call :meth:`alpha` / :meth:`run` at once (the model
     session is shared; each thread has its own compositor)."""
 
-    def __init__(self, name: str = "modnet", providers: str | list | None = None, *, cfg: Config | None = None):
+    def __init__(self, name: str = "modnet", providers: str | list | None = None, *, cfg: Config | None = None,
+                 fast: bool = False):
         cfg = cfg or Config()
         m = cfg.matting
         if providers is not None:
             m = replace(m, providers=",".join(providers) if isinstance(providers, (list, tuple)) else providers)
+        if name == "modnet" and not fast:
+            # A still has no 33 ms deadline: the stills preset's larger input (better edges);
+            # `fast` keeps the live camera's input_size.
+            m = replace(m, input_size=m.still_input_size)
         self.cfg = replace(cfg, matting=replace(m, model=name))
         self.matter = create_matter(self.cfg.matting)
         self._local = threading.local()
@@ -87,6 +92,8 @@ def new_session(name: str = "modnet", providers: str | list | None = None, **mat
     """A reusable session for ``name`` (``modnet``, ``u2netp``, ``rvm``, ``lite``); ``matting`` sets
     :class:`~vcam.config.MattingConfig` keys, e.g. ``input_size=320``."""
     cfg = Config()
+    if "input_size" in matting:  # an explicit size is the one used, for stills too
+        matting.setdefault("still_input_size", matting["input_size"])
     if matting:
         cfg = cfg.replace(matting=matting)
     return Session(name, providers, cfg=cfg)
