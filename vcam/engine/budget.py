@@ -81,7 +81,6 @@ def ladder(model: str, input_size: int, *, lite: bool) -> tuple[list[Level], int
     if model != "modnet":
         return [Level(model, input_size, 1.0)], 0
     sizes = sorted({input_size + 32, input_size, *range(192, input_size, 32)}, reverse=True)
-    sizes = [s for s in sizes if s >= min(192, input_size)]
     levels = [Level("modnet", s, (s / input_size) ** 2) for s in sizes]
     if lite:
         levels.append(Level("lite", input_size, 0.1))  # ~8 ms against ~80: measured once running

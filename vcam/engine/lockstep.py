@@ -2,13 +2,11 @@
 threads, in order, none dropped, so what a benchmark measures here is what the camera does."""
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Callable
 
 from ..core.frames import Composite, Frame
 from ..core.stats import CpuMeter, peak_rss_mb
-from ..models.matting import create as create_matter
 from .budget import CEILING_HZ, Governor, ladder
 from .parts import Parts
 from .units import CompositeUnit, MattingUnit
@@ -72,7 +70,7 @@ class BudgetRate(LiveRate):
         gov.observe(t, self.cpu)
         level = gov.decide(t)
         if level is not None:
-            self._apply(level)
+            self.matting.move_to(level.model, level.input_size)
         if gov.may_start(t) == 0.0:
             reused, c0 = self.matting.reused, time.thread_time()
             matte = self.matting.process(frame)
@@ -82,14 +80,6 @@ class BudgetRate(LiveRate):
             if matte is not None:
                 self.made(frame.seq, matte, delay=cpu)
         return self.matte_for(frame.seq)
-
-    def _apply(self, level) -> None:
-        matter = self.matting.matter
-        if level.model == matter.name and matter.resize(level.input_size):
-            self.matting.swap()
-        else:
-            self.matting.swap(matter=create_matter(dataclasses.replace(matter.cfg, model=level.model,
-                                                                       input_size=level.input_size)))
 
 
 def run_lockstep(parts: Parts, *, keep_alpha: bool = False, on_composite: Callable[[Composite, Frame], None] | None = None,

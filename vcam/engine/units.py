@@ -7,6 +7,7 @@ offline runs call them in lockstep, stills call :func:`still_matte`.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -18,6 +19,7 @@ from ..core.stats import Timings
 from ..imaging.compositor import Compositor
 from ..imaging.refine import Refiner, small_gray
 from ..imaging.smoothing import Smoother
+from ..models.matting import create as create_matter
 
 
 class StillDetector:
@@ -198,6 +200,17 @@ class MattingUnit:
             raw = self.crop.paste(matter.infer(frame.image[y0:y1, x0:x1]), crop, W, H, shape)
         self._prev_raw = raw
         return raw
+
+    def move_to(self, model: str, input_size: int):
+        """The CPU budget's ladder moved: the same model at another input size (no reload), or
+        another model loaded and swapped in. Returns the new matter, or ``None`` if it was resized."""
+        matter = self.matter
+        if model == matter.name and matter.resize(input_size):
+            self.swap()  # the temporal filter restarts at the new matte size
+            return None
+        new = create_matter(dataclasses.replace(matter.cfg, model=model, input_size=input_size))
+        self.swap(matter=new)
+        return new
 
     def swap(self, matter=None, smoother: Smoother | None = None):
         """Switch the model and/or the temporal filter while running; returns the old matter

@@ -11,7 +11,6 @@ nobody reaches into the stages' parts.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -114,20 +113,16 @@ class Pipeline:
         return budget.ladder(m.model, m.input_size, lite=budget.lite_available())
 
     def apply_level(self, level: budget.Level) -> None:
-        """The CPU budget's ladder moved: the same model at another input size (no reload), or
-        another model. A model that cannot load here leaves the ladder, logged once."""
-        matter = self.matting.unit.matter
-        if level.model == matter.name and matter.resize(level.input_size):
-            self.matting.swap()  # the temporal filter restarts at the new matte size
-            return
+        """The CPU budget's ladder moved. A model that cannot load here leaves the ladder, logged once."""
         try:
-            new = create_matter(dataclasses.replace(matter.cfg, model=level.model, input_size=level.input_size))
+            new = self.matting.unit.move_to(level.model, level.input_size)
         except VcamError as e:
-            log.warning("CPU budget: cannot use %s here (%s); staying with %s", level.label, e, matter.name)
+            log.warning("CPU budget: cannot use %s here (%s); staying with %s", level.label, e,
+                        self.matting.unit.matter.name)
             self.governor.drop(level, f"{level.label} is not available")
             return
-        self.matting.swap(matter=new)
-        self.parts.matter = new
+        if new is not None:
+            self.parts.matter = new
 
     def set_smoothing(self, smoothing_cfg: SmoothingConfig) -> None:
         self.matting.swap(smoother=smoothing.create(smoothing_cfg))
