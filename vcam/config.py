@@ -41,6 +41,8 @@ class MattingConfig:
     model: str = _f("modnet", doc="matting model (see `vcam models list`)")
     model_path: str = _f("", doc="local path or URL of the model file instead of the registry wheel")
     input_size: int = _f(224, lo=64, hi=2048, doc="short side the model sees, rounded to a multiple of 32")
+    still_model: str = _f("auto", doc="model for stills (vcam remove, vcam.remove, new_session): 'auto' sends people to "
+                          "MODNet and other subjects to IS-Net with edge matting; `--model` names one")
     still_input_size: int = _f(320, lo=64, hi=2048, doc="MODNet's short side for stills (vcam remove, vcam.remove, "
                                "new_session), which have no frame deadline; `vcam remove --fast` uses input_size")
     threads: int = _f(1, lo=0, hi=256, doc="onnxruntime intra-op threads (0: onnxruntime decides)")

@@ -84,3 +84,28 @@ def _noise_pair(width: int, height: int, sigma: float, k: int) -> tuple[np.ndarr
     """
     n = np.random.default_rng(1000 + k).normal(0.0, sigma, (height, width, 3)).round()
     return np.clip(n, 0, 255).astype(np.uint8), np.clip(-n, 0, 255).astype(np.uint8)
+
+
+def product(height: int = 480, width: int = 640, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic product photo and its true mask: a shaded red mug with a handle (and the hole
+    inside it) on a studio backdrop, with a soft contact shadow that is *not* the subject, and
+    sensor noise. ``([H, W, 3] u8 BGR, [H, W] u8 0/255)``; drawn at 640x480 and scaled."""
+    h, w = 480, 640
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    backdrop = 225 + 20 * (y / h)
+    img = np.dstack([backdrop * 0.97, backdrop * 0.98, backdrop])
+    mask = np.zeros((h, w), np.uint8)
+    cv2.rectangle(mask, (230, 150), (400, 380), 255, -1)
+    cv2.ellipse(mask, (315, 380), (85, 25), 0, 0, 180, 255, -1)
+    cv2.ellipse(mask, (405, 260), (55, 70), 0, -90, 90, 255, 28)
+    shadow = cv2.GaussianBlur(cv2.ellipse(np.zeros((h, w), np.float32), (330, 405), (130, 22), 0, 0, 360, 1, -1),
+                              (41, 41), 15)
+    img *= (1 - 0.35 * shadow)[..., None]
+    shade = 0.55 + 0.45 * np.cos((x - 300) / 110 * np.pi / 2).clip(0, 1)
+    img = np.where((mask > 0)[..., None], np.dstack([40 * shade, 50 * shade, 200 * shade]), img)
+    img += np.random.default_rng(seed).normal(0, 2, img.shape)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    if (height, width) != (h, w):
+        img = cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
+        mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+    return img, mask

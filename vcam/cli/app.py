@@ -44,7 +44,8 @@ def _common_effects(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mode", choices=config_mod.MODES, help="compositor.mode")
     g.add_argument("--mirror", action="store_true", default=None, help="flip the output horizontally")
     m = p.add_argument_group("model")
-    m.add_argument("--model", help=f"matting model (matting.model): {', '.join(store.names('matting'))}")
+    m.add_argument("--model", help=f"matting model (matting.model): {', '.join(store.names('matting'))}; "
+                                   f"vcam remove also takes auto, its default (matting.still_model)")
     m.add_argument("--model-path", help="local path or URL of the model file (matting.model_path)")
     m.add_argument("--input-size", type=int, help="short side the model sees (matting.input_size)")
     m.add_argument("--threads", type=int, help="onnxruntime threads (matting.threads)")
@@ -128,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("--fast", action="store_true",
                     help="the live camera's model input (matting.input_size) instead of the stills preset "
                          "(matting.still_input_size, 320): about 2x faster, softer edges")
+    rm.add_argument("-v", "--verbose", action="store_true",
+                    help="say per picture which path --model auto chose (portrait or object) and why")
     rm.add_argument("--only-mask", action="store_true", help="write the 8-bit alpha mask as PNG, same stem")
     rm.add_argument("--format", choices=("png", "webp", "jpg"), help="output format (default png; jpg needs --bgcolor)")
     rm.add_argument("--bgcolor", metavar="COLOR", help="flatten onto a colour: #rrggbb, r,g,b or a name")
@@ -202,6 +205,8 @@ def flags_to_layer(a: argparse.Namespace) -> dict:
                       ("precision", "precision")):
         if g(flag) is not None:
             layer["matting"][key] = getattr(a, flag)
+    if g("model") is not None and a.command == "remove":  # --model names the stills model too
+        layer["matting"]["still_model"] = a.model
     if g("input_size") is not None and a.command == "remove":  # an explicit size wins over the stills preset
         layer["matting"]["still_input_size"] = a.input_size
     if g("device") is not None:

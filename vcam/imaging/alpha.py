@@ -66,3 +66,60 @@ def closed_form(bgr: np.ndarray, trimap: np.ndarray) -> tuple[np.ndarray, np.nda
         a = np.clip(estimate_alpha_cf(img, trimap), 0, 1)
         f = np.clip(estimate_foreground_ml(img, a), 0, 1)
     return (a * 255 + 0.5).astype(np.uint8), np.ascontiguousarray((f[:, :, ::-1] * 255 + 0.5).astype(np.uint8))
+
+
+@dataclass(frozen=True, kw_only=True)
+class BandRefine:
+    """Segmentation + matting for objects: the mask says *what*, closed-form matting on the
+    mask's boundary band says *how soft* (fur, hair, leaves, glass).
+
+    ``band``: the band's half-width as a fraction of the working image's diagonal;
+    ``max_pixels``: the band is solved on the picture scaled down to at most this many
+    pixels (its cost grows with the band's pixels, so this caps it for large photos)."""
+
+    band: float = 0.006
+    max_pixels: int = 1_000_000
+
+
+def refine_band(bgr: np.ndarray, alpha: np.ndarray, br: BandRefine = BandRefine()) -> tuple[np.ndarray, np.ndarray]:
+    """Closed-form alpha in the boundary band of a segmentation ``alpha`` ([H, W] u8), solved at
+    most at ``br.max_pixels`` and used only inside the band. Returns ``(alpha [H, W] u8,
+    foreground [H, W, 3] u8 BGR)``; outside the band both are the input's."""
+    H, W = alpha.shape
+    scale = min(1.0, (br.max_pixels / float(H * W)) ** 0.5)
+    size = (max(1, round(W * scale)), max(1, round(H * scale)))
+    small_bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA) if scale < 1 else bgr
+    small_a = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA) if scale < 1 else alpha
+    k = max(3, int(round(br.band * (size[0] ** 2 + size[1] ** 2) ** 0.5)))
+    se = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
+    se_thin = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+
+    def sure(region: np.ndarray) -> np.ndarray:
+        # The region's core at the band's depth, and the middle of parts thinner than the band
+        # (a rope, a strap, a gap between legs), which the band would otherwise swallow whole.
+        thin = region & ~cv2.morphologyEx(region, cv2.MORPH_OPEN, se)
+        return (cv2.erode(region, se) | (cv2.erode(region, se_thin) & thin)) > 0
+
+    sure_fg = sure((small_a >= 128).astype(np.uint8))
+    sure_bg = sure((small_a < 128).astype(np.uint8))
+    # Where the model itself was unsure (soft values far from the edge) is unknown too.
+    sure_fg &= small_a >= 230
+    sure_bg &= small_a <= 25
+    if not sure_fg.any() or not sure_bg.any() or (sure_fg | sure_bg).all():
+        return alpha, bgr
+    trimap = np.full(small_a.shape, 0.5)
+    trimap[sure_fg] = 1.0
+    trimap[sure_bg] = 0.0
+    a_small, fg_small = closed_form(small_bgr, trimap)
+    unknown = ~(sure_fg | sure_bg)
+    if scale < 1:
+        a_full = cv2.resize(a_small, (W, H), interpolation=cv2.INTER_LINEAR)
+        fg_full = cv2.resize(fg_small, (W, H), interpolation=cv2.INTER_LINEAR)
+        band = cv2.resize(unknown.astype(np.uint8), (W, H), interpolation=cv2.INTER_NEAREST) > 0
+    else:
+        a_full, fg_full, band = a_small, fg_small, unknown
+    out_a = alpha.copy()
+    out_a[band] = a_full[band]
+    out_fg = bgr.copy()
+    out_fg[band] = fg_full[band]
+    return out_a, out_fg

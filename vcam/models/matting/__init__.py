@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ...errors import ModelError
-from . import lite, modnet, rvm, u2netp  # noqa: F401  (each registers itself)
+from . import isnet, lite, modnet, rvm, u2netp  # noqa: F401  (each registers itself)
 from .base import MATTERS, Matter, OnnxMatter, model_input_shape, register
 
 __all__ = ["MATTERS", "Matter", "OnnxMatter", "create", "model_input_shape", "register"]

@@ -13,6 +13,7 @@ _STD = np.array([0.229, 0.224, 0.225], np.float32)
 @register("u2netp")
 class U2netpMatter(OnnxMatter):
     size = 320  # fixed by the graph
+    hard_edges = True
 
     def infer(self, bgr: np.ndarray) -> np.ndarray:
         small = cv2.resize(bgr, (self.size, self.size), interpolation=cv2.INTER_AREA)
