@@ -23,7 +23,7 @@ log = logging.getLogger("vcam")
 # subcommand → (its module in vcam.cli, whether it takes the layered config)
 SUBCOMMANDS = {"run": ("run", True), "process": ("process", True), "demo": ("demo", True),
                "models": ("models", False), "remove": ("remove", True), "ctl": ("ctl", False),
-               "doctor": ("doctor", False), "bench": ("bench", False)}
+               "doctor": ("doctor", False), "bench": ("bench", False), "serve": ("serve", True)}
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -52,6 +52,10 @@ def _common_effects(p: argparse.ArgumentParser) -> None:
     m.add_argument("--providers", help="onnxruntime providers, comma-separated, or auto (matting.providers)")
     m.add_argument("--runtime", choices=("auto", "onnxruntime", "openvino"), help="inference runtime (matting.runtime)")
     m.add_argument("--precision", choices=("fp32", "bf16", "int8"), help="OpenVINO precision (matting.precision)")
+    _config_args(p)
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
     c = p.add_argument_group("config")
     c.add_argument("--config", metavar="FILE", help="a config.yaml to apply over the user config")
     c.add_argument("--print-config", action="store_true", help="print the effective config and exit")
@@ -173,6 +177,24 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     b.add_argument("--config", metavar="FILE", help="base config for every run")
 
+    sv = sub.add_parser("serve", help="HTTP API (rembg's /api/remove and more) and a web page at /")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; any other needs --token)")
+    sv.add_argument("--port", type=int, default=7000, help="port (default 7000)")
+    sv.add_argument("--workers", type=int, default=0, metavar="N",
+                    help="parallel inferences, one core each (default: all cores)")
+    sv.add_argument("--queue", type=int, default=0, metavar="N",
+                    help="requests that may wait beyond the workers before 503 (default 4 x workers)")
+    sv.add_argument("--deadline", type=float, default=60.0, metavar="S", help="seconds a request may take (default 60)")
+    sv.add_argument("--token", default=None, help="require Authorization: Bearer TOKEN on /api/* and /metrics "
+                                                  "(or set VCAM_TOKEN)")
+    sv.add_argument("--no-auth", action="store_true", help="allow a non-loopback --host without a token "
+                                                          "(behind your own authenticating proxy)")
+    sv.add_argument("--max-upload-mb", type=float, default=25.0, metavar="MB", help="largest upload (default 25)")
+    sv.add_argument("--cors", metavar="ORIGIN", help="allow browser calls from ORIGIN (comma-separated); none by default")
+    sv.add_argument("--preload", default="auto", metavar="MODEL", help="model loaded at start-up (default auto; '' none)")
+    sv.add_argument("--runtime", choices=("auto", "onnxruntime", "openvino"), help="inference runtime (matting.runtime)")
+    sv.add_argument("--precision", choices=("fp32", "bf16", "int8"), help="OpenVINO precision (matting.precision)")
+    _config_args(sv)
     sub.add_parser("doctor", help="check v4l2loopback, cameras, GPU runtime, models and hotkeys; say how to fix")
 
     mo = sub.add_parser("models", help="list or fetch models")

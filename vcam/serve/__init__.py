@@ -1,0 +1,1 @@
+"""``vcam serve``: the HTTP API (rembg's ``/api/remove`` and more) and its web page."""
