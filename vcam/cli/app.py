@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("--post-process", action="store_true", help="drop small islands away from the subject")
     rm.add_argument("--workers", type=int, default=0, metavar="N", help="parallel workers for folders (default: all cores)")
     rm.add_argument("--skip-existing", action="store_true", help="skip inputs whose output already exists")
+    rm.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS|local",
+                    help="run on a Ray cluster (vcam[ray]): local starts one on this machine, an address joins one; "
+                         "inputs and -o may also be s3://, gs:// or file:// URIs")
     rm.add_argument("--point", action="append", default=[], metavar="X,Y",
                     help="keep the subject under this pixel (MobileSAM; repeat for more points)")
     rm.add_argument("--neg", action="append", default=[], metavar="X,Y", help="this pixel is not the subject (repeat)")

@@ -8,7 +8,7 @@ import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..config import Config
@@ -99,10 +99,37 @@ def plan_outputs(inputs: list, output: str | None, ext: str, suffix: str) -> tup
     return plan, folder
 
 
-def remove_cli(cfg: Config, a) -> int:
-    inputs = expand_inputs(a.inputs)
-    if not inputs:
-        raise SourceError(f"no images found in {' '.join(a.inputs)}")
+@dataclass(frozen=True, kw_only=True)
+class RemoveJob:
+    """What every image of one ``vcam remove`` gets, decided and checked once, before any work;
+    the local pool and the Ray actors (:mod:`.cluster`) both run it."""
+
+    cfg: Config
+    ext: str
+    only_mask: bool = False
+    post_process: bool = False
+    alpha_matting: AlphaMatting | None = None
+    background: dict | None = None
+    prompt: Prompt | None = None
+    fast: bool = False
+    verbose: bool = False
+
+    def session(self):
+        session = make_session(self.cfg.matting.still_model, cfg=self.cfg, fast=self.fast)
+        if self.background:  # validate the background once, before any file is touched
+            session.compositor(replace(self.cfg.compositor, **self.background))
+        return session
+
+    def render(self, session, bgr, name="") -> bytes:
+        out = cutout(bgr, session=session, only_mask=self.only_mask, alpha_matting=self.alpha_matting,
+                     post_process=self.post_process, background=self.background, prompt=self.prompt)
+        if name and getattr(session, "why", "") and self.prompt is None:
+            (log.info if self.verbose else log.debug)("%s: %s", name, session.why)
+        return encode(out, self.ext)
+
+
+def make_job(cfg: Config, a, inputs: list) -> RemoveJob:
+    """The flags → a checked :class:`RemoveJob` (one-line errors for bad combinations)."""
     ext = "." + (a.format or (Path(a.output).suffix.lstrip(".").lower() if a.output and Path(a.output).suffix
                               and len(inputs) == 1 else "png"))
     ext = {".jpeg": ".jpg"}.get(ext, ext)
@@ -117,21 +144,31 @@ def remove_cli(cfg: Config, a) -> int:
                       background_threshold=a.alpha_matting_background_threshold,
                       erode_size=a.alpha_matting_erode_size) if a.alpha_matting else None
     _check_numbers(a)
-    suffix = "-mask" if a.only_mask else "-nobg"
-    plan, folder = plan_outputs(inputs, a.output, ext, suffix)
-    if "-" in inputs and a.output and len(inputs) > 1:
-        raise ConfigError("- (stdin) writes to stdout or to one -o FILE: give it alone")
-    prompt = _prompt(a, inputs)
-    workers = a.workers or os.cpu_count() or 1
-    workers = max(1, min(workers, len(inputs)))
     # Parallel images, one onnxruntime thread each: the cores are used by whole images.
-    m = replace(cfg.matting, threads=1) if workers > 1 else cfg.matting
+    m = replace(cfg.matting, threads=1) if (a.workers or os.cpu_count() or 1) > 1 else cfg.matting
     if m.still_model == "auto" and m.model_path:
         raise ConfigError("--model-path names one model's file: say which with --model (e.g. --model isnet)")
-    session = make_session(m.still_model, cfg=replace(cfg, matting=m), fast=getattr(a, "fast", False))
-    say = log.info if getattr(a, "verbose", False) else log.debug
-    if background:  # validate the background once, before any file is touched
-        session.compositor(replace(cfg.compositor, **background))
+    return RemoveJob(cfg=replace(cfg, matting=m), ext=ext, only_mask=a.only_mask, post_process=a.post_process,
+                     alpha_matting=am, background=background, fast=getattr(a, "fast", False),
+                     verbose=getattr(a, "verbose", False))
+
+
+def remove_cli(cfg: Config, a) -> int:
+    if getattr(a, "ray", None):
+        from .cluster import remove_ray_cli
+
+        return remove_ray_cli(cfg, a)
+    inputs = expand_inputs(a.inputs)
+    if not inputs:
+        raise SourceError(f"no images found in {' '.join(a.inputs)}")
+    job = make_job(cfg, a, inputs)
+    suffix = "-mask" if a.only_mask else "-nobg"
+    plan, folder = plan_outputs(inputs, a.output, job.ext, suffix)
+    if "-" in inputs and a.output and len(inputs) > 1:
+        raise ConfigError("- (stdin) writes to stdout or to one -o FILE: give it alone")
+    job = replace(job, prompt=_prompt(a, inputs))
+    workers = max(1, min(a.workers or os.cpu_count() or 1, len(inputs)))
+    session = job.session()
     if folder is None and a.output:
         folder = Path(a.output).expanduser().parent  # -o FILE in a folder not made yet
     if folder is not None:
@@ -142,23 +179,17 @@ def remove_cli(cfg: Config, a) -> int:
 
     def one(src):
         if src == "-":
-            out = cutout(decode(sys.stdin.buffer.read(), "stdin"), session=session,
-                         only_mask=a.only_mask, alpha_matting=am, post_process=a.post_process,
-                         background=background, prompt=prompt)
+            data = job.render(session, decode(sys.stdin.buffer.read(), "stdin"))
             if a.output:
-                _write(Path(a.output).expanduser(), encode(out, ext))
+                _write(Path(a.output).expanduser(), data)
             else:
-                sys.stdout.buffer.write(encode(out, ext))
+                sys.stdout.buffer.write(data)
                 sys.stdout.buffer.flush()
             return "done"
         dst = plan[Path(src)]
         if a.skip_existing and dst.exists():
             return "skipped"
-        out = cutout(read_image(src), session=session, only_mask=a.only_mask,
-                     alpha_matting=am, post_process=a.post_process, background=background, prompt=prompt)
-        if getattr(session, "why", "") and prompt is None:
-            say("%s: %s", src, session.why)
-        _write(dst, encode(out, ext))
+        _write(dst, job.render(session, read_image(src), src))
         return "done"
 
     counts = {"done": 0, "skipped": 0, "failed": 0}
@@ -186,7 +217,11 @@ def remove_cli(cfg: Config, a) -> int:
         pool.shutdown(wait=True)
         bar.close()
         session.close()
-    if len(inputs) > 1 or counts["failed"]:
+    return summary(counts, len(inputs))
+
+
+def summary(counts: dict, n: int) -> int:
+    if n > 1 or counts["failed"]:
         log.info("%d written, %d skipped, %d failed", counts["done"], counts["skipped"], counts["failed"])
     return 1 if counts["failed"] else 0
 
