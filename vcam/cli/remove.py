@@ -8,4 +8,8 @@ from .app import stop_cleanly_on_sigterm
 
 def main(cfg: Config, a) -> int:
     stop_cleanly_on_sigterm()
+    if a.ray:
+        from ..offline.cluster import remove_ray_cli  # Ray is imported only here
+
+        return remove_ray_cli(cfg, a)
     return remove_cli(cfg, a)

@@ -154,10 +154,6 @@ def make_job(cfg: Config, a, inputs: list) -> RemoveJob:
 
 
 def remove_cli(cfg: Config, a) -> int:
-    if getattr(a, "ray", None):
-        from .cluster import remove_ray_cli
-
-        return remove_ray_cli(cfg, a)
     inputs = expand_inputs(a.inputs)
     if not inputs:
         raise SourceError(f"no images found in {' '.join(a.inputs)}")
