@@ -21,7 +21,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +29,17 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 VCAM = [sys.executable, "-m", "vcam"]
+
+
+POLLER = """
+import sys, time, urllib.request, signal
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+while True:
+    t0 = time.perf_counter()
+    urllib.request.urlopen(sys.argv[1], timeout=10).read()
+    print(time.perf_counter() - t0, flush=True)
+    time.sleep(0.05)
+"""
 
 
 def cpu_name() -> str:
@@ -121,22 +131,14 @@ def main() -> int:
                      f"codes {dict(collections.Counter(c for c, _ in res))}"))
 
         over = 4 * (a.workers + a.queue)
-        stop = threading.Event()
-        health = []
-
-        def poll():
-            while not stop.is_set():
-                t0 = time.perf_counter()
-                httpx.get(url + "/healthz", timeout=10)
-                health.append(time.perf_counter() - t0)
-                time.sleep(0.05)
-
-        th = threading.Thread(target=poll)
+        # /healthz is polled from its own process: the 40 client threads here would otherwise
+        # measure their own GIL, not the server.
+        poller = subprocess.Popen([sys.executable, "-c", POLLER, url + "/healthz"], stdout=subprocess.PIPE, text=True)
+        time.sleep(1.0)
         with ThreadPoolExecutor(over) as pool:
-            th.start()
             res = list(pool.map(post, range(over * 3)))
-            stop.set()
-            th.join()
+        poller.terminate()
+        health = [float(x) for x in poller.communicate()[0].split()]
         rows.append((f"4x overload: {over} clients", "", "", f"{rss_mb(proc.pid):.0f}",
                      f"/healthz p95 {pct(health, 95) * 1000:.0f} ms, worst {max(health) * 1000:.0f} ms over "
                      f"{len(health)} polls; codes {dict(collections.Counter(c for c, _ in res))}"))

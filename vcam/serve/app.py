@@ -75,7 +75,8 @@ class Engine:
     def __init__(self, cfg: Config, opts: Options):
         self.cfg = cfg.replace(matting={"threads": 1})
         self.opts = opts
-        self.pool = ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="vcam-serve")
+        self.pool = ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="vcam-serve",
+                                       initializer=_lower_priority)
         self._sessions: dict[str, object] = {}
         self._lock = threading.Lock()
         self.pending = 0  # running + waiting; touched only on the event loop
@@ -102,6 +103,17 @@ class Engine:
         self.pool.shutdown(wait=False, cancel_futures=True)
         for s in self._sessions.values():
             s.close()
+
+
+def _lower_priority() -> None:
+    """Inference threads yield the CPU to the event loop (Linux: a nice value per thread), so
+    /healthz, rejections and uploads stay quick however busy the pool is."""
+    import os
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
 
 
 def _flag(v) -> bool:
@@ -280,6 +292,12 @@ def create_app(cfg: Config | None = None, opts: Options | None = None):
                 m_rej.labels("too_large").inc()
                 return err(413, f"upload over the {opts.max_upload_mb:g} MB limit: shrink the image "
                                 f"(the server's --max-upload-mb)")
+            if path == "/api/remove" and engine.pending >= opts.workers + opts.queue_size:
+                # Full: refuse before reading the body, so a flood of clients costs the loop next to nothing.
+                m_rej.labels("queue_full").inc()
+                m_req.labels(path, "503").inc()
+                return err(503, "busy: the queue is full; retry after the Retry-After seconds",
+                           {"Retry-After": str(engine.retry_after())})
         response = await call_next(request)
         m_req.labels(path if path in ("/api/remove", "/api/models", "/healthz", "/metrics", "/") else "other",
                      str(response.status_code)).inc()
