@@ -107,6 +107,13 @@ def test_process_at_the_live_matting_rate(tmp_path, modnet_path):
     assert main(["process", str(clip), "--alpha-out", str(live), "--matting-hz", "5",
                  "--stats-json", str(tmp_path / "l.json")]) == 0
     e, s5 = json.loads((tmp_path / "e.json").read_text()), json.loads((tmp_path / "l.json").read_text())
+    assert e["input_size"] == 320  # offline: the stills preset, no frame deadline
+    assert main(["process", str(clip), "--alpha-out", str(tmp_path / "f"), "--fast", "--stats-json",
+                 str(tmp_path / "f.json")]) == 0
+    assert json.loads((tmp_path / "f.json").read_text())["input_size"] == 224  # --fast: the live input
+    f = cv2.imread(str(tmp_path / "f" / "00010.png"), cv2.IMREAD_GRAYSCALE) > 127
+    g = cv2.imread(str(every / "00010.png"), cv2.IMREAD_GRAYSCALE) > 127
+    assert (f & g).sum() / (f | g).sum() > 0.9
     # 1 s of video: a matte for each of the 30 frames, or 5 at 5 Hz (inferred, or reused while the picture is still)
     assert e["mattes"] + e["mattes_reused"] == 30 and s5["mattes"] + s5["mattes_reused"] == 5 and s5["frames"] == 30
     assert len(list(live.iterdir())) == 30

@@ -20,6 +20,13 @@ def main(cfg: Config, a) -> int:
     if hz is not None and not 0 <= hz <= 1000:  # (NaN fails this too)
         raise ConfigError(f"--matting-hz {hz:g}: give a rate in Hz from 0 to 1000 (0: a matte for every frame)")
     cores = budget.resolve(a.cpu_budget) if a.cpu_budget is not None else None
+    if (not a.fast and a.input_size is None and cores is None and cfg.matting.model == "modnet"
+            and cfg.matting.input_size == Config().matting.input_size):  # a size set in a config file wins too
+        # Offline has no frame deadline: the stills preset's larger input (better edges, less flicker);
+        # under a CPU budget the governor's ladder starts from the live input instead.
+        cfg = cfg.replace(matting={"input_size": cfg.matting.still_input_size})
+        log.debug("offline preset: MODNet at a short side of %d (--fast: %d)", cfg.matting.input_size,
+                  Config().matting.input_size)
     stats = process_video(cfg, a.input, output=a.output, alpha_out=a.alpha_out, fps=a.fps,
                           transparent=a.transparent, keep_partial=a.keep_partial, matting_hz=a.matting_hz or 0.0,
                           cpu_budget=cores)

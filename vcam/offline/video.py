@@ -158,7 +158,8 @@ def process_video(cfg: Config, input_path: str, *, output: str | None = None, al
         log.warning("%s: only %d of %d frames decoded (truncated?); kept them (--keep-partial)", input_path, n, total)
     else:
         _finish(staged, keep=True)
-    stats.update(input=str(input_path), output=output, alpha_out=alpha_out, size=[W, H])
+    stats.update(input=str(input_path), output=output, alpha_out=alpha_out, size=[W, H],
+                 model=cfg.matting.model, input_size=cfg.matting.input_size)
     return stats
 
 
