@@ -16,6 +16,7 @@ import argparse
 import collections
 import os
 import platform
+import resource
 import shutil
 import socket
 import subprocess
@@ -49,6 +50,12 @@ def cpu_name() -> str:
         return platform.processor()
 
 
+def cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith("VmRSS")) / 1024
@@ -77,12 +84,17 @@ def main() -> int:
 
     def local(inputs):
         t0 = time.perf_counter()
+        c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run([*VCAM, "remove", *inputs, "-o", str(tmp / "out"), "--workers", str(a.workers),
                         "--model", a.model, "--log-level", "warning"], check=True)
+        c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        local.cpu = (c1.ru_utime + c1.ru_stime) - (c0.ru_utime + c0.ru_stime)
         return time.perf_counter() - t0
 
     t1 = local([str(tmp / "in" / files[0].name)])
+    cpu1 = (local.cpu if (local.cpu or 0) else 0)
     tn = local([str(tmp / "in")])
+    local_cpu = (local.cpu - cpu1) / (len(files) - 1)
     local_rate = (len(files) - 1) / max(1e-6, tn - t1)
     rows.append(("vcam remove (local)", f"{local_rate:.2f} img/s", "", "", f"{tn:.1f} s wall incl. {t1:.1f} s start-up"))
 
@@ -110,15 +122,18 @@ def main() -> int:
         with ThreadPoolExecutor(2 * a.workers) as pool:
             list(pool.map(post, range(8)))
             rss0 = rss_mb(proc.pid)
+            s0, c0 = cpu_s(proc.pid), time.process_time()
             t0 = time.perf_counter()
             res = list(pool.map(post, range(len(files))))
             wall = time.perf_counter() - t0
+            server_cpu, client_cpu = (cpu_s(proc.pid) - s0) / len(files), (time.process_time() - c0) / len(files)
         rss1 = rss_mb(proc.pid)
         lat = [t for c, t in res if c == 200]
         rate = len(lat) / wall
         rows.append((f"vcam serve, {len(files)} images at concurrency {2 * a.workers}", f"{rate:.2f} img/s "
                      f"({rate / local_rate:.2f}x local)", f"{pct(lat, 50):.3f} / {pct(lat, 95):.3f}",
-                     f"{rss0:.0f} → {rss1:.0f}", f"codes {dict(collections.Counter(c for c, _ in res))}"))
+                     f"{rss0:.0f} → {rss1:.0f}", f"codes {dict(collections.Counter(c for c, _ in res))}; CPU per image: "
+                     f"server {server_cpu:.3f} s, local {local_cpu:.3f} s, this client {client_cpu:.3f} s"))
 
         with ThreadPoolExecutor(8) as pool:
             res = list(pool.map(post, range(a.load)))
