@@ -78,7 +78,7 @@ class BandRefine:
     pixels (its cost grows with the band's pixels, so this caps it for large photos)."""
 
     band: float = 0.006
-    max_pixels: int = 1_000_000
+    max_pixels: int = 500_000
 
 
 def refine_band(bgr: np.ndarray, alpha: np.ndarray, br: BandRefine = BandRefine()) -> tuple[np.ndarray, np.ndarray]:
