@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -182,6 +183,8 @@ def remove_ray_cli(cfg: Config, a) -> int:
         raise ConfigError("--ray reads files, not stdin: name files, folders, globs or URIs")
     if getattr(a, "pick", False):
         raise ConfigError("--pick opens a window on one image: run it without --ray")
+    local = lambda u: u[len("file://"):] if u and u.startswith("file://") else u  # noqa: E731  (file:// is a path)
+    a.inputs, a.output = [local(u) for u in a.inputs], local(a.output)
     inputs = expand(a.inputs)
     if not inputs:
         raise SourceError(f"no images found in {' '.join(a.inputs)}")
@@ -218,23 +221,33 @@ def remove_ray_cli(cfg: Config, a) -> int:
                  cpus, actors, per_actor, "" if per_actor == 1 else "s", len(todo), time.monotonic() - t0)
         import ray.data
 
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.ERROR)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
         ds = ray.data.from_items([{"src": s, "dst": plan[s]} for s in todo], override_num_blocks=min(len(todo), 4 * actors))
-        logging.getLogger("ray").setLevel(logging.ERROR)
-        out = ds.map_batches(RemoveActor, fn_constructor_args=(job, per_actor), batch_size=1, num_cpus=per_actor,
-                             compute=ray.data.ActorPoolStrategy(size=actors), batch_format="numpy",
-                             max_restarts=0)
+        with warnings.catch_warnings():  # max_restarts still goes through ray_remote_args in Ray 2.6x
+            warnings.simplefilter("ignore")
+            # No actor restarts: Ray cannot restart one whose constructor arguments left the object store (ray#53727).
+            out = ds.map_batches(RemoveActor, fn_constructor_args=(job, per_actor), batch_size=1, num_cpus=per_actor,
+                                 compute=ray.data.ActorPoolStrategy(size=actors), batch_format="numpy", max_restarts=0)
         bar = Progress(len(inputs), label="vcam remove --ray")
         done = counts["skipped"]
-        for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
-            for status, err in zip(batch["status"], batch["error"]):
-                counts[str(status)] += 1
-                if err:
-                    log.error("skipped %s", err)
-                done += 1
-                bar(done)
+        try:
+            for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
+                for status, err in zip(batch["status"], batch["error"]):
+                    counts[str(status)] += 1
+                    if err:
+                        log.error("skipped %s", err)
+                    done += 1
+                    bar(done)
+        except (KeyboardInterrupt, VcamError):
+            raise
+        except Exception as e:  # an actor or a node lost: what is written stays, --skip-existing resumes
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise SourceError(f"the Ray job stopped after {done} of {len(inputs)} images ({first}); rerun with "
+                              f"--skip-existing to resume") from None
         bar.close()
     finally:
         ray.shutdown()
