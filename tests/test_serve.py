@@ -77,7 +77,7 @@ def _decode(r) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_UNCHANGED)
 
 
-def test_remove_rembg_fields_and_vcam_fields(server):
+def test_remove_rembg_fields_and_vcam_fields(server, isnet_path):
     post = lambda files, **data: httpx.post(server.url + "/api/remove", files=files, data=data, timeout=120)  # noqa: E731
     # A request written for `rembg s`: file + its default fields.
     r = post({"file": ("p.png", PORTRAIT, "image/png")}, model="u2net", a="false", af="240", ab="10", ae="10",

@@ -312,7 +312,10 @@ def create_app(cfg: Config | None = None, opts: Options | None = None):
     @app.on_event("startup")
     async def _preload():
         if opts.preload:
-            await asyncio.get_running_loop().run_in_executor(engine.pool, engine.preload, opts.preload)
+            try:
+                await asyncio.get_running_loop().run_in_executor(engine.pool, engine.preload, opts.preload)
+            except VcamError as e:  # serve anyway: requests that need it get this as a one-line error
+                log.warning("could not preload %s: %s", opts.preload, e)
 
     @app.on_event("shutdown")
     async def _close():
