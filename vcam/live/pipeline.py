@@ -11,6 +11,7 @@ nobody reaches into the stages' parts.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -162,6 +163,11 @@ class Pipeline:
         # OpenCV's own worker pool would fight onnxruntime's threads for the same
         # cores; each stage is already its own thread, so OpenCV runs serially in it.
         cv2.setNumThreads(1)
+        # Everything loaded so far (models, numba, the interpreter's own start-up) lives as long as the run:
+        # moved out of the collector's reach, a full collection never walks it, so it cannot pause the
+        # output thread for the tens of ms such a walk takes on a large heap.
+        gc.collect()
+        gc.freeze()
         self.cpu.start()
         self.t_start = time.monotonic()
         try:
@@ -181,6 +187,7 @@ class Pipeline:
         finally:
             self.t_end = time.monotonic()
             self.close()
+            gc.unfreeze()
         if self._errors:
             raise self._errors[0]
         return self.stats()
