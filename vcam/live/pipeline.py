@@ -165,8 +165,8 @@ class Pipeline:
         cv2.setNumThreads(1)
         # Everything loaded so far (models, numba, the interpreter's own start-up) lives as long as the run:
         # moved out of the collector's reach, a full collection never walks it, so it cannot pause the
-        # output thread for the tens of ms such a walk takes on a large heap.
-        gc.collect()
+        # output thread for the tens of ms such a walk takes on a large heap. (No gc.collect() first: a
+        # stall here would make a paced source catch up in a burst.)
         gc.freeze()
         self.cpu.start()
         self.t_start = time.monotonic()
