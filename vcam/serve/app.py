@@ -29,7 +29,7 @@ from ..config import Config
 from ..core import imagefile
 from ..errors import VcamError
 from ..imaging.alpha import AlphaMatting
-from ..imaging.background import look_keys, parse_color
+from ..imaging.background import cover_fit, look_keys, parse_color
 from ..media.images import decode, encode
 from ..models import store
 from ..offline.still import cutout, make_session
@@ -168,14 +168,6 @@ def _prompt(form) -> Prompt | None:
     return Prompt(points=tuple(pts), neg=tuple(neg), box=box)
 
 
-def _cover(bg: np.ndarray, w: int, h: int) -> np.ndarray:
-    bh, bw = bg.shape[:2]
-    s = max(w / bw, h / bh)
-    r = cv2.resize(bg, (max(w, round(bw * s)), max(h, round(bh * s))), interpolation=cv2.INTER_AREA)
-    y, x = (r.shape[0] - h) // 2, (r.shape[1] - w) // 2
-    return r[y:y + h, x:x + w]
-
-
 class Job:
     """One request's work, parsed and checked on the event loop, run on the pool."""
 
@@ -223,7 +215,7 @@ class Job:
             raise BadRequest("the request waited past its deadline in the queue: retry later", 503,
                              {"Retry-After": str(engine.retry_after())})
         bgr = decode(self.data, "file")
-        bg_img = _cover(decode(self.bg_data, "bg"), bgr.shape[1], bgr.shape[0]) if self.bg_data else None
+        bg_img = cover_fit(decode(self.bg_data, "bg"), bgr.shape[1], bgr.shape[0]) if self.bg_data else None
         session = engine.session(self.model)
         out = cutout(bgr, session=session, only_mask=self.only_mask, alpha_matting=self.am, post_process=self.post,
                      background=None if bg_img is not None else self.background, prompt=self.prompt)
