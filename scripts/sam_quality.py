@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 import vcam  # noqa: E402
 from vcam.models.sam import MobileSam  # noqa: E402
-from vcam.offline.still import prompt_matting  # noqa: E402
+from vcam import sample  # noqa: E402
+from vcam.offline.still import prompt_matting, prompt_referee, prompt_session  # noqa: E402
 from vcam.subject import Prompt, PromptSession  # noqa: E402
 from vcam.subject.select import choose_mask  # noqa: E402
 
@@ -56,10 +57,47 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / max(1, (a | b).sum()))
 
 
+def full_body(sam: MobileSam, n: int) -> dict:
+    keys = ("sam_best", "sam_largest", "sam_oracle", "sam_box", "vcam", "vcam_misread")
+    res: dict = {k: [] for k in keys}
+    print(f"\n## full body: {n} generated pictures, one click at the deepest interior point, IoU\n")
+    print("| seed | " + " | ".join(keys) + " | fusion with the misreading matte |")
+    print("|---" * (len(keys) + 2) + "|")
+    for seed in range(n):
+        img, truth = sample.full_body(seed=seed)
+        truth = truth > 127
+        click = deepest(truth)
+        rows = np.nonzero(truth.any(1))[0]
+        hips = int(rows[0] + 0.5 * (rows[-1] - rows[0]))
+
+        def legless(bgr, hips=hips):
+            a = prompt_matting(bgr).copy()
+            a[hips:] = 0
+            return a
+
+        session = PromptSession(img, sam=sam, matting=prompt_matting, referee=prompt_referee)
+        m = sam.predict(session.embedding, Prompt(points=[click]))
+        ys, xs = np.nonzero(truth)
+        b = sam.predict(session.embedding, Prompt(box=(xs.min(), ys.min(), xs.max(), ys.max())))
+        res["sam_best"].append(iou(m.binary(choose_mask(m, None)), truth))
+        res["sam_largest"].append(iou(m.logits[int(np.argmax((m.logits > 0).sum((1, 2))))] > 0, truth))
+        res["sam_oracle"].append(max(iou(c, truth) for c in m.logits > 0))
+        res["sam_box"].append(iou(b.binary(choose_mask(b, None)), truth))
+        res["vcam"].append(iou(session.select(Prompt(points=[click])).alpha > 127, truth))
+        misread = PromptSession(img, sam=sam, matting=legless, referee=prompt_referee)
+        sel = misread.select(Prompt(points=[click]))
+        res["vcam_misread"].append(iou(sel.alpha > 127, truth))
+        print(f"| {seed} | " + " | ".join(f"{res[k][-1]:.3f}" for k in keys) + f" | {sel.source}: {sel.why} |",
+              flush=True)
+    print("| **mean** | " + " | ".join(f"**{np.mean(res[k]):.3f}**" for k in keys) + " | |")
+    return {k: float(np.mean(v)) for k, v in res.items()}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--portraits", type=int, default=400, help="how many portraits (evenly spaced)")
     ap.add_argument("--skip-soft", action="store_true")
+    ap.add_argument("--full-body", type=int, default=8, help="how many generated full-body pictures")
     ap.add_argument("--json")
     args = ap.parse_args()
     sam = MobileSam()
@@ -76,7 +114,7 @@ def main() -> int:
             g = gt.astype(np.float32) / 255
             click = deepest(gt > 127)
             t = time.perf_counter()
-            sel = PromptSession(img, matting=prompt_matting).select(Prompt(points=[click]))
+            sel = prompt_session(img).select(Prompt(points=[click]))
             a = sel.alpha
             dt = time.perf_counter() - t
             row = {"image": f.stem, "click": click, "s": dt}
@@ -98,6 +136,9 @@ def main() -> int:
             for k in ("prompt", "modnet", "u2netp")) + " |")
         out["soft_alpha"] = {"rows": rows, "mean": mean}
 
+    if args.full_body:
+        out["full_body"] = full_body(sam, args.full_body)
+
     files = sorted((EVAL / "portraits" / "images").glob("*.jpg"))
     step = max(1, len(files) // max(1, args.portraits))
     files = files[::step][: args.portraits]
@@ -108,7 +149,7 @@ def main() -> int:
         img = cv2.imread(str(f))
         gt = cv2.imread(str(EVAL / "portraits" / "masks" / (f.stem + ".png")), cv2.IMREAD_GRAYSCALE) > 127
         t = time.perf_counter()
-        session = PromptSession(img, matting=prompt_matting)  # one encoding per image, as the picker does
+        session = prompt_session(img)  # one encoding per image, as the picker does
         encode_s.append(time.perf_counter() - t)
         d = deepest(gt)
         fp = face_point(gt)

@@ -176,6 +176,68 @@ def test_remove_api_and_cli_with_a_prompt(sam, astro, tmp_path):
         assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
+# --- one click on a full-body person (issue 17) -----------------------------------------------------
+
+def _iou(a, b):
+    return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+def _deepest(mask):
+    d = cv2.distanceTransform(np.pad(mask.astype(np.uint8), 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(d)), d.shape)
+    return int(x), int(y)
+
+
+@pytest.fixture(scope="module")
+def full_body(sam):
+    from vcam import sample
+    from vcam.offline.still import prompt_matting
+
+    img, truth = sample.full_body(seed=3)
+    truth = truth > 127
+    click = _deepest(truth)  # the torso, as a user's first click would be
+    cands = sam.predict(sam.embed(img), Prompt(points=[click]))
+    best_candidate = max(_iou(c, truth) for c in cands.logits > 0)  # the oracle's pick among SAM's four
+    legs = np.nonzero(truth.any(1))[0]
+    hips = int(legs[0] + 0.5 * (legs[-1] - legs[0]))
+
+    def legless(bgr):  # a portrait model's misreading of a full body: the person ends at the hips
+        a = prompt_matting(bgr).copy()
+        a[hips:] = 0
+        return a
+
+    return img, truth, click, best_candidate, legless
+
+
+def test_one_click_on_a_full_body_is_never_worse_than_sams_best_candidate(sam, full_body, isnet_path):
+    from vcam.offline.still import prompt_matting, prompt_referee
+    from vcam.subject import PromptSession
+
+    img, truth, click, best_candidate, legless = full_body
+    assert 0.85 < best_candidate < 0.99  # SAM's own whole-body reading: good, not perfect
+    sel = PromptSession(img, sam=sam, matting=prompt_matting, referee=prompt_referee).select(Prompt(points=[click]))
+    assert _iou(sel.alpha > 127, truth) >= max(0.95, best_candidate)
+    # The portrait model loses the legs; the object model referees, and SAM's whole body stands.
+    sel = PromptSession(img, sam=sam, matting=legless, referee=prompt_referee).select(Prompt(points=[click]))
+    got = _iou(sel.alpha > 127, truth)
+    assert sel.source == "sam" and "sides with SAM" in sel.why, sel.why
+    assert got >= best_candidate - 0.01, (got, best_candidate)
+    assert sel.alpha[truth].mean() > 200 and sel.alpha[~truth].mean() < 10  # legs in, the room out
+    soft = ((sel.alpha > 10) & (sel.alpha < 245)).sum()
+    assert soft > 300  # closed-form matting gave SAM's hard mask a soft edge
+
+
+def test_full_body_click_through_the_cli_says_how_it_chose(sam, full_body, isnet_path, tmp_path):
+    img, truth, click, best_candidate, _ = full_body
+    src, dst = tmp_path / "dancer.png", tmp_path / "dancer-mask.png"
+    cv2.imwrite(str(src), img)
+    r = subprocess.run([sys.executable, "-m", "vcam", "remove", str(src), "--point", f"{click[0]},{click[1]}",
+                        "--only-mask", "-v", "-o", str(dst)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "dancer.png: matting edges: the matte's region agrees with SAM's whole" in r.stderr, r.stderr
+    assert _iou(cv2.imread(str(dst), cv2.IMREAD_GRAYSCALE) > 127, truth) >= max(0.95, best_candidate)
+
+
 def test_models_list_shows_mobilesam(sam):
     r = subprocess.run([sys.executable, "-m", "vcam", "models", "list"], capture_output=True, text=True, timeout=60)
     line = next(ln for ln in r.stdout.splitlines() if ln.startswith("mobilesam"))

@@ -18,9 +18,9 @@ from ..errors import ConfigError, SourceError, VcamError
 from ..imaging.alpha import AlphaMatting
 from ..imaging.background import look_keys
 from ..media.images import decode, encode, read_image
-from ..subject import Prompt, PromptSession
+from ..subject import Prompt
 from ..subject.picker import has_display, pick
-from .still import cutout, make_session, prompt_matting
+from .still import cutout, make_session, prompt_session
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +121,12 @@ class RemoveJob:
         return session
 
     def render(self, session, bgr, name="") -> bytes:
+        say = log.info if self.verbose else log.debug
         out = cutout(bgr, session=session, only_mask=self.only_mask, alpha_matting=self.alpha_matting,
-                     post_process=self.post_process, background=self.background, prompt=self.prompt)
+                     post_process=self.post_process, background=self.background, prompt=self.prompt,
+                     explain=(lambda why: say("%s: %s", name, why)) if name else None)
         if name and getattr(session, "why", "") and self.prompt is None:
-            (log.info if self.verbose else log.debug)("%s: %s", name, session.why)
+            say("%s: %s", name, session.why)
         return encode(out, self.ext)
 
 
@@ -258,7 +260,7 @@ def _prompt(a, inputs):
             raise ConfigError("--pick works on one image file at a time: name a single image")
         if not has_display():
             pick(None)  # raises the one-line "needs a display" error before loading models
-        return pick(PromptSession(read_image(inputs[0]), matting=prompt_matting))
+        return pick(prompt_session(read_image(inputs[0])))
     if not (a.point or a.neg or a.box):
         return None
     if a.neg and not (a.point or a.box):

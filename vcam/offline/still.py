@@ -217,6 +217,33 @@ def prompt_matting(bgr: np.ndarray) -> np.ndarray:
     return _shared_session("modnet", input_size=320).alpha(bgr)
 
 
+_REFEREE_SAID = threading.Event()
+
+
+def prompt_referee(bgr: np.ndarray) -> np.ndarray | None:
+    """The general-object model's raw alpha (IS-Net, no band refinement: only its region counts),
+    the third opinion when the portrait matte and SAM disagree about a clicked subject; ``None``
+    (said once) where IS-Net is not cached and cannot be fetched."""
+    key = ("isnet", "referee")
+    try:
+        with _SESSIONS_LOCK:
+            if key not in _SESSIONS:
+                _SESSIONS[key] = make_session("isnet", fast=True)
+            session = _SESSIONS[key]
+    except ModelError as e:
+        if not _REFEREE_SAID.is_set():
+            _REFEREE_SAID.set()
+            log.warning("a click where the portrait matte and SAM disagree is decided by the matte alone: %s", e)
+        return None
+    return session.alpha(bgr)
+
+
+def prompt_session(bgr: np.ndarray) -> PromptSession:
+    """A :class:`~vcam.subject.PromptSession` with the stills' models: MODNet gives people their
+    edges, IS-Net referees a full-body person that MODNet misreads."""
+    return PromptSession(bgr, matting=prompt_matting, referee=prompt_referee)
+
+
 def _to_bgr(image) -> tuple[np.ndarray, str]:
     """Any accepted input → (BGR array, kind)."""
     if isinstance(image, (bytes, bytearray, memoryview)):
@@ -236,15 +263,19 @@ def _to_bgr(image) -> tuple[np.ndarray, str]:
 
 
 def cutout(bgr: np.ndarray, *, session: Session, only_mask: bool = False, alpha_matting: AlphaMatting | None = None,
-           post_process: bool = False, background: dict | None = None, prompt=None) -> np.ndarray:
+           post_process: bool = False, background: dict | None = None, prompt=None,
+           explain=None) -> np.ndarray:
     """The core of ``remove``, in the frame contract's BGR: returns ``[H, W]`` alpha (``only_mask``),
     ``[H, W, 3]`` BGR composite (``background``: compositor keys) or ``[H, W, 4]`` BGRA cutout.
 
     ``prompt``: a :class:`vcam.subject.Prompt` → MobileSAM chooses the subject, fused with
-    MODNet's matte and refined (see :mod:`vcam.subject.select`)."""
+    MODNet's matte and refined (see :mod:`vcam.subject.select`); ``explain(text)`` hears how the
+    fusion chose."""
     comp_cfg = replace(session.cfg.compositor, **background) if background else None
     if prompt is not None:
-        sel = PromptSession(bgr, matting=prompt_matting).select(prompt)  # people get MODNet's edges, whatever --model says
+        sel = prompt_session(bgr).select(prompt)  # people get MODNet's edges, whatever --model says
+        if explain is not None:
+            explain(f"{'matting' if sel.source == 'matting' else 'SAM'} edges: {sel.why}")
         return finish(bgr, sel.alpha, sel.foreground, session=session, only_mask=only_mask, comp_cfg=comp_cfg,
                       post_process=post_process)
     alpha, composite, fg = session.run(bgr, comp_cfg)

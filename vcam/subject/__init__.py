@@ -23,15 +23,21 @@ class PromptSession:
     plus refinement.
 
     ``matting``: ``bgr -> [H, W] u8 alpha`` from a portrait matting model, which gives people
-    their edges (computed once, on the first point prompt); ``None``: SAM's mask alone."""
+    their edges (computed once, on the first point prompt); ``None``: SAM's mask alone.
+    ``referee``: ``bgr -> [H, W] u8 alpha or None`` from a general-object model, computed once
+    and only when the matte and SAM disagree about a clicked subject (a full-body person)."""
 
     def __init__(self, bgr: np.ndarray, *, sam: MobileSam | None = None,
-                 matting: Callable[[np.ndarray], np.ndarray] | None = None):
+                 matting: Callable[[np.ndarray], np.ndarray] | None = None,
+                 referee: Callable[[np.ndarray], np.ndarray | None] | None = None):
         self.bgr = bgr  # [H, W, 3] u8 BGR
         self.sam = sam or get_sam()
         self.embedding = self.sam.embed(bgr)
         self._matting = matting
         self._matte: np.ndarray | None = None
+        self._referee = referee
+        self._third: np.ndarray | None = None
+        self._asked = False
 
     @property
     def matte(self) -> np.ndarray | None:
@@ -39,8 +45,13 @@ class PromptSession:
             self._matte = self._matting(self.bgr)
         return self._matte
 
+    def third_opinion(self) -> np.ndarray | None:
+        if not self._asked and self._referee is not None:
+            self._third, self._asked = self._referee(self.bgr), True
+        return self._third
+
     def select(self, prompt: Prompt, *, refine: bool = True) -> Selection:
         h, w = self.bgr.shape[:2]
         prompt.check(w, h)
         return select(self.bgr, prompt, self.sam, matte=self.matte if prompt.points else None,
-                      embedding=self.embedding, refine=refine)
+                      embedding=self.embedding, refine=refine, referee=self.third_opinion)
