@@ -12,7 +12,8 @@ Data (../shared/eval, development only):
 
 Each system is a :class:`vcam.offline.still.Session` (or the ``auto`` router) exactly as
 ``vcam remove --model NAME`` builds it; ``isnet-raw`` is IS-Net without the band refinement
-(``--fast``). Prints one table with seconds per image.
+(``--fast``); ``NAME@onnxruntime`` runs it on onnxruntime fp32 instead of the machine's checked
+choice (OpenVINO bf16/fp32 where they agree with fp32). Prints one table with seconds per image.
 """
 from __future__ import annotations
 
@@ -42,16 +43,22 @@ def sets(portraits: int):
             "portraits": pairs("portraits", "masks")[:portraits]}
 
 
-def session_for(name: str):
+def session_for(name: str, runtime: str = "auto"):
+    """``NAME[@onnxruntime]``: ``@onnxruntime`` keeps the object model off its per-machine runtime choice."""
+    from vcam.config import Config
     from vcam.offline.still import Session
+
+    if "@" in name:
+        name, runtime = name.split("@", 1)
+    cfg = Config().replace(matting={"runtime": runtime})
     if name == "auto":
         from vcam.offline.still import AutoSession
-        return AutoSession()
+        return AutoSession(cfg=cfg)
     if name.endswith("-raw"):
-        return Session(name[:-4], fast=True)
+        return Session(name[:-4], fast=True, cfg=cfg)
     if name.endswith("-fast"):
-        return Session(name[:-5], fast=True)
-    return Session(name)
+        return Session(name[:-5], fast=True, cfg=cfg)
+    return Session(name, cfg=cfg)
 
 
 def main() -> int:

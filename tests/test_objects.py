@@ -139,3 +139,37 @@ def test_auto_api_and_model_path_needs_a_model(tmp_path, capsys, isnet_path):
     cv2.imwrite(str(tmp_path / "m.png"), product)
     assert main(["remove", str(tmp_path / "m.png"), "--model-path", str(tmp_path / "m.png")]) == 2
     assert "say which with --model" in capsys.readouterr().err
+
+
+def test_object_model_runtime_checked_once_per_machine(tmp_path, monkeypatch, isnet_path):
+    """IS-Net runs on the runtime/precision this machine runs fastest *with fp32's mattes*: checked
+    once on shipped pictures, recorded, reused; a corrupt record is checked again, never a crash;
+    `matting.runtime: onnxruntime` keeps it on onnxruntime."""
+    from vcam.config import Config
+    from vcam.models import runtime
+    from vcam.models.matting import precision
+    from vcam.offline.still import Session
+
+    record = tmp_path / "runtime-choice.json"
+    monkeypatch.setattr(precision, "_record_path", lambda: record)
+    best, cands = precision.check_still_model(replace(Config().matting, model="isnet"))
+    rec = json.loads(record.read_text())["isnet"]
+    assert cands[0].label == "onnxruntime fp32" and cands[0].why == "the reference"
+    assert rec["runtime"] == best.runtime and rec["precision"] == best.precision
+    if runtime.have_openvino():
+        assert "openvino fp32" in [c.label for c in cands]
+        for c in cands[1:]:  # every candidate was compared with fp32, and only agreeing ones may win
+            assert c.ok == (c.iou >= precision.MIN_IOU and c.mae <= precision.MAX_MAE), c
+    assert best.ok and best.ms == min(c.ms for c in cands if c.ok)
+
+    calls = []
+    monkeypatch.setattr(precision, "check_still_model", lambda cfg: calls.append(cfg) or (best, cands))
+    s = Session("isnet")
+    assert not calls  # the record holds: no second check
+    on = s.matter.session.get_providers()[0]
+    assert (on.startswith("OpenVINO-CPU-") if best.runtime == "openvino" else on == "CPUExecutionProvider"), on
+    record.write_text("{not json")
+    Session("isnet")
+    assert len(calls) == 1  # unreadable: checked again
+    ort = Session("isnet", cfg=Config().replace(matting={"runtime": "onnxruntime"}))
+    assert ort.matter.session.get_providers()[0] == "CPUExecutionProvider" and len(calls) == 1

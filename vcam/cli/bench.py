@@ -176,6 +176,29 @@ def pick_runtime(calibrate: str | None) -> tuple[dict, str]:
     return {"runtime": rt, "precision": best.precision}, best.why
 
 
+def check_stills() -> dict | None:
+    """The object model's runtime, checked again and recorded (stills use it; see
+    :func:`vcam.models.matting.precision.still_runtime`); ``None`` where IS-Net is not cached."""
+    from ..config import MattingConfig
+    from ..errors import ModelError
+    from ..models import store
+    from ..models.matting.precision import check_still_model
+
+    try:
+        store.resolve("isnet", fetch=False)
+    except ModelError:
+        print("stills: IS-Net is not cached (`vcam models pull isnet`); its runtime is chosen on first use\n")
+        return None
+    best, cands = check_still_model(MattingConfig(model="isnet"))
+    print("| stills model | runtime | precision | s per picture | worst IoU vs fp32 | mean abs dalpha | used |")
+    print("|---|---|---|---|---|---|---|")
+    for c in cands:
+        print(f"| isnet | {c.runtime} | {c.precision} | {c.ms / 1e3:.2f} | {c.iou:.4f} | {c.mae:.4f} | "
+              f"{'yes' if c is best else 'no'}{'' if c.ok else ': ' + c.why} |")
+    print(f"\nstills: isnet on {best.label} ({best.why})\n")
+    return {"model": "isnet", "runtime": best.runtime, "precision": best.precision, "why": best.why}
+
+
 def auto(size, fps, seconds, config, min_hz: float = 10.0, base: dict | None = None) -> tuple[dict, list, str]:
     """Largest MODNet input (best edges) whose run keeps the output rate and reaches ``min_hz``;
     failing that, the ``lite`` model when vcam[lite] is installed and it does; failing that,
@@ -266,6 +289,7 @@ def main(a) -> int:
     if a.auto:
         size = sizes[0]
         rt, rt_why = pick_runtime(a.calibrate)
+        result["stills"] = check_stills()
         cand, rows, why = auto(size, a.fps, a.seconds, a.config, base=rt)
         print(table([(", ".join(f"{k}={v}" for k, v in c.items()), s) for c, s in rows]))
         # Every key auto decides is written, so nothing from an earlier choice lingers (max_hz 0: no cap).

@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 __all__ = ["AlphaMatting", "AutoSession", "Session", "cutout", "make_session", "new_session", "remove"]
 
 
+STILL_CHECKED = ("isnet",)  # the object model: its runtime is chosen per machine (see Session)
+
+
 class Session:
     """A loaded model plus the live path's refiner and compositor, reused across images.
 
@@ -57,6 +60,13 @@ class Session:
             # A still has no 33 ms deadline: the stills preset's larger input (better edges);
             # `fast` keeps the live camera's input_size.
             m = replace(m, input_size=m.still_input_size)
+        if name in STILL_CHECKED:
+            # A stills model costs seconds a picture: it runs where this machine runs it fastest with
+            # fp32's mattes, checked once; the live keys (matting.runtime/precision) are MODNet's.
+            from ..models.matting.precision import still_runtime
+
+            rt, prec = still_runtime(replace(m, model=name))
+            m = replace(m, runtime=rt, precision=prec)
         self.cfg = replace(cfg, matting=replace(m, model=name))
         self.matter = create_matter(self.cfg.matting)
         # Segmentation models (objects) give hard edges: the stills preset mattes their boundary band.

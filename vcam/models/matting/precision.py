@@ -202,3 +202,127 @@ def choose(cfg, *, calibrate: str | None = None, check_frames: list[np.ndarray] 
     if best.why != "the reference":
         best.why = f"{cands[0].ms / best.ms:.2f}x less CPU per matte than onnxruntime fp32, mattes agree"
     return best, cands
+
+
+# --- stills models: checked once per machine, on first use ----------------------------------------
+
+RECORD = "runtime-choice.json"
+
+
+def _signature() -> dict:
+    """What a recorded choice holds for: this CPU and these runtime versions."""
+    import platform
+
+    import onnxruntime
+
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    sig = {"cpu": cpu or platform.processor(), "bf16": runtime.has_bf16(), "onnxruntime": onnxruntime.__version__}
+    if runtime.have_openvino():
+        import openvino
+
+        sig["openvino"] = openvino.__version__
+    return sig
+
+
+def _record_path() -> Path:
+    return runtime.cache_dir() / RECORD
+
+
+def _read_record() -> dict:
+    import json
+
+    try:
+        data = json.loads(_record_path().read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}  # none yet, or unreadable: checked again and rewritten
+
+
+def recorded(model: str) -> Candidate | None:
+    """The runtime/precision checked for ``model`` on this machine, if it still holds."""
+    rec = _read_record().get(model)
+    if not isinstance(rec, dict) or rec.get("signature") != _signature():
+        return None
+    try:
+        return Candidate(str(rec["runtime"]), str(rec["precision"]), ms=float(rec.get("ms", 0)),
+                         why=str(rec.get("why", "")))
+    except KeyError:
+        return None
+
+
+def check_still_model(cfg, frames: list[np.ndarray] | None = None) -> tuple[Candidate, list[Candidate]]:
+    """Time onnxruntime fp32 and OpenVINO fp32 / bf16 for the stills model ``cfg.model`` at the
+    stills' own thread count (wall time per picture, one warm-up), check each against
+    onnxruntime fp32 on shipped pictures (the product and full-body samples), and record the
+    fastest that agrees. int8 is not tried: its calibration is MODNet's."""
+    import json
+
+    cls = MATTERS[cfg.model]
+    frames = frames or [sample.product()[0], sample.full_body()[0]]
+    base = dataclasses.replace(cfg, runtime="onnxruntime", precision="fp32")
+    wanted = [("onnxruntime", "fp32"), ("openvino", "fp32")] + ([("openvino", "bf16")] if runtime.has_bf16() else [])
+    ref, cands = None, []
+    for rt, prec in wanted:
+        c = Candidate(rt, prec)
+        try:
+            m = cls(dataclasses.replace(base, runtime=rt, precision=prec))
+            got = [m.infer(frames[0]).copy()]  # also the warm-up
+            t = time.perf_counter()
+            got += [m.infer(f).copy() for f in frames[1:]]
+            c.ms = (time.perf_counter() - t) / max(1, len(frames) - 1) * 1e3
+            m.close()
+        except ModelError as e:
+            if ref is None:
+                raise
+            c.ok, c.why = False, str(e)
+            cands.append(c)
+            continue
+        if ref is None:
+            ref, c.why = got, "the reference"
+        else:
+            c.iou, c.mae = agreement(ref, got)
+            if c.iou < MIN_IOU or c.mae > MAX_MAE:
+                c.ok, c.why = False, (f"its mattes differ from fp32 (worst IoU {c.iou:.4f} < {MIN_IOU} or mean "
+                                      f"|Δα| {c.mae:.4f} > {MAX_MAE})")
+        cands.append(c)
+    best = min((c for c in cands if c.ok), key=lambda c: c.ms)
+    if best is not cands[0]:
+        best.why = f"{cands[0].ms / best.ms:.2f}x faster than onnxruntime fp32, mattes agree (worst IoU {best.iou:.4f})"
+    data = _read_record()
+    data[cfg.model] = {"runtime": best.runtime, "precision": best.precision, "ms": round(best.ms, 1), "why": best.why,
+                       "signature": _signature(),
+                       "candidates": [dataclasses.asdict(c) for c in cands]}
+    try:
+        path = _record_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1))
+        tmp.replace(path)
+    except OSError as e:
+        log.warning("cannot record the runtime choice in %s (%s): it is checked again next time", _record_path(), e)
+    return best, cands
+
+
+def still_runtime(cfg) -> tuple[str, str]:
+    """The runtime and precision a stills model (IS-Net, U²-Net-p) runs at here: onnxruntime where
+    the user chose it, where OpenVINO is missing, or on a GPU; otherwise the machine's checked
+    choice, made once (:func:`check_still_model`, about 10 s) and kept in the model cache."""
+    if cfg.runtime == "onnxruntime" or not runtime.have_openvino():
+        return "onnxruntime", "fp32"
+    first = runtime.pick_providers(cfg.providers)[0]
+    if (first if isinstance(first, str) else first[0]) != "CPUExecutionProvider":
+        return "onnxruntime", "fp32"  # a GPU provider beats any CPU runtime
+    rec = recorded(cfg.model)
+    if rec is None:
+        log.warning("vcam: choosing %s's runtime for this CPU, once (onnxruntime against OpenVINO fp32/bf16, "
+                    "about 10 s) ...", cfg.model)
+        rec, _ = check_still_model(cfg)
+        log.warning("vcam: %s runs on %s (%s)", cfg.model, rec.label, rec.why)
+    return rec.runtime, rec.precision
