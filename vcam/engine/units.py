@@ -235,6 +235,49 @@ def still_matte(matter, refiner: Refiner, frame: Frame) -> Matte:
     return Matte(alpha=raw, seq=frame.seq, t_capture=frame.t_capture, coef=coef)
 
 
+def ensemble_alpha(members, refiner: Refiner, frame: Frame, *, mirror: bool = True, locks=None) -> np.ndarray:
+    """A still's test-time ensemble, ``[H, W] u8``: each of ``members`` (matters) on the picture and,
+    with ``mirror``, on its mirror image; every matte refined against its own view at full
+    resolution (averaging the raw mattes first loses boundary accuracy: BF 0.810 against 0.813 on
+    the development portraits), then combined per pixel:
+
+    * where the views are unsure themselves (a soft edge: hair, motion blur), their mean;
+    * where each view is sure but they disagree (one model takes a helmet held in front, the
+      other does not), a vote, feathered by a pixel, not a mean: a mean would make the helmet
+      half transparent. A tie keeps the part (on the development portraits that scores better
+      than siding with either model).
+
+    ``locks[i]``: held around a recurrent member."""
+    img = frame.image
+    H, W = img.shape[:2]
+    views = [img] + ([np.ascontiguousarray(img[:, ::-1])] if mirror else [])
+    alphas = []
+    for i, m in enumerate(members):
+        lock = locks[i] if locks else None
+        for k, view in enumerate(views):
+            if lock is not None:
+                with lock:
+                    matte = still_matte(m, refiner, Frame(view, frame.seq, frame.t_capture))
+            else:
+                matte = still_matte(m, refiner, Frame(view, frame.seq, frame.t_capture))
+            a = refiner.refine(view, matte.alpha, np.empty((H, W), np.uint8), matte.coef)
+            alphas.append(a[:, ::-1] if k else a)
+    if len(alphas) == 1:
+        return alphas[0]
+    stack = np.stack(alphas).astype(np.float32) * (1 / 255.0)  # [n, H, W]
+    mean = stack.mean(0)
+    sure = np.abs(2 * stack - 1).mean(0) >= ENSEMBLE_SURE  # every view near 0 or 1...
+    split = sure & (mean > 0.1) & (mean < 0.9)  # ...yet they disagree
+    if split.any():
+        vote = (mean >= 0.5).astype(np.float32)
+        vote = cv2.GaussianBlur(vote, (3, 3), 0)
+        mean = np.where(split, vote, mean)
+    return (mean * 255 + 0.5).astype(np.uint8)
+
+
+ENSEMBLE_SURE = 0.7  # mean |2α − 1| over the views above which a split is a disagreement, not a soft edge
+
+
 class CompositeUnit:
     """``process(frame, matte)``: refine + blend ``frame`` with ``matte`` (``None``: fail closed)."""
 

@@ -28,7 +28,7 @@ from PIL import Image
 from ..config import CompositorConfig, Config
 from ..errors import ModelError
 from ..core.frames import Frame
-from ..engine.units import still_matte
+from ..engine.units import ensemble_alpha, still_matte
 from ..imaging.alpha import AlphaMatting, BandRefine, closed_form_alpha, refine_band, remove_islands
 from ..imaging.background import look_keys
 from ..imaging.compositor import Compositor
@@ -39,6 +39,25 @@ from ..subject import PromptSession
 log = logging.getLogger(__name__)
 
 __all__ = ["AlphaMatting", "AutoSession", "Session", "cutout", "make_session", "new_session", "remove"]
+
+
+_ENSEMBLE_SAID = threading.Event()
+
+
+def _portrait_ensemble(modnet, m):
+    """The stills' portrait preset (``matting.still_ensemble``): MODNet and RVM, each on the picture and
+    its mirror image, averaged. On 240 development portraits (three disjoint subsets of 80) IoU 0.963
+    / BF 0.813 against MODNet alone at 0.955 / 0.805, for about 3x MODNet's time (0.34 s against
+    0.12 s a portrait, 1 thread): the two models err in different places, and the mirror moves each
+    one's own errors. MODNet and its mirror alone where RVM cannot be had (said once)."""
+    members = [modnet]  # RVM at the live input size: it sees twice that (its guided filter does the rest)
+    try:
+        members.append(create_matter(replace(m, model="rvm", model_path="", runtime="onnxruntime", precision="fp32")))
+    except ModelError as e:
+        if not _ENSEMBLE_SAID.is_set():
+            _ENSEMBLE_SAID.set()
+            log.warning("stills: portraits without RVM in the ensemble (%s)", e)
+    return members
 
 
 STILL_CHECKED = ("isnet",)  # the object model: its runtime is chosen per machine (see Session)
@@ -69,6 +88,10 @@ class Session:
             m = replace(m, runtime=rt, precision=prec)
         self.cfg = replace(cfg, matting=replace(m, model=name))
         self.matter = create_matter(self.cfg.matting)
+        self.members: list = []  # the stills' portrait ensemble (see run)
+        if name == "modnet" and not fast and m.still_ensemble:
+            self.members = _portrait_ensemble(self.matter, replace(m, input_size=cfg.matting.input_size))
+            self._locks = [None if x.stateless else threading.Lock() for x in self.members]
         # Segmentation models (objects) give hard edges: the stills preset mattes their boundary band.
         self.band = BandRefine() if getattr(self.matter, "hard_edges", False) and not fast else None
         self.why = ""  # why this path was taken (AutoSession); empty for a fixed model
@@ -92,6 +115,9 @@ class Session:
         ``(alpha [H, W] u8, composite [H, W, 3] u8 BGR, foreground [H, W, 3] u8 BGR)``."""
         comp = self.compositor(compositor_cfg)
         frame = Frame(np.ascontiguousarray(bgr), 0, 0.0)
+        if self.members:
+            alpha = ensemble_alpha(self.members, comp.refiner, frame, locks=self._locks)
+            return alpha, comp.compose(frame.image, alpha), bgr
         out = comp.render(frame, still_matte(self.matter, comp.refiner, frame), keep_alpha=True)
         if self.band is None:
             return out.alpha, out.image, bgr
@@ -103,6 +129,8 @@ class Session:
 
     def close(self) -> None:
         self.matter.close()
+        for m in self.members[1:]:
+            m.close()
 
 
 class AutoSession:
