@@ -7,6 +7,7 @@ offline runs call them in lockstep, stills call :func:`still_matte`.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -247,24 +248,27 @@ def ensemble_alpha(members, refiner: Refiner, frame: Frame, *, mirror: bool = Tr
       half transparent. A tie keeps the part (on the development portraits that scores better
       than siding with either model).
 
-    ``locks[i]``: held around a recurrent member."""
+    A member whose reading of the subject differs from the first member's (IoU < :data:`ENSEMBLE_AGREE`)
+    is left out for that picture: RVM knows only people, and on an animal or a toy it would pull a
+    good MODNet matte apart. ``locks[i]``: held around a recurrent member."""
     img = frame.image
     H, W = img.shape[:2]
     views = [img] + ([np.ascontiguousarray(img[:, ::-1])] if mirror else [])
     alphas = []
     for i, m in enumerate(members):
-        lock = locks[i] if locks else None
+        lock = (locks[i] if locks else None) or contextlib.nullcontext()
         for k, view in enumerate(views):
-            if lock is not None:
-                with lock:
-                    matte = still_matte(m, refiner, Frame(view, frame.seq, frame.t_capture))
-            else:
+            with lock:
                 matte = still_matte(m, refiner, Frame(view, frame.seq, frame.t_capture))
             a = refiner.refine(view, matte.alpha, np.empty((H, W), np.uint8), matte.coef)
             alphas.append(a[:, ::-1] if k else a)
-    if len(alphas) == 1:
-        return alphas[0]
     stack = np.stack(alphas).astype(np.float32) * (1 / 255.0)  # [n, H, W]
+    per = stack.reshape(len(members), len(views), H, W).mean(1) >= 0.5  # each member's own reading
+    keep = [i for i in range(len(members)) if i == 0 or _iou(per[i], per[0]) >= ENSEMBLE_AGREE]
+    if len(keep) < len(members):  # a member that does not know this subject (RVM on a cat) is left out
+        stack = stack.reshape(len(members), len(views), H, W)[keep].reshape(-1, H, W)
+    if len(stack) == 1:
+        return alphas[0]
     mean = stack.mean(0)
     sure = np.abs(2 * stack - 1).mean(0) >= ENSEMBLE_SURE  # every view near 0 or 1...
     split = sure & (mean > 0.1) & (mean < 0.9)  # ...yet they disagree
@@ -276,6 +280,12 @@ def ensemble_alpha(members, refiner: Refiner, frame: Frame, *, mirror: bool = Tr
 
 
 ENSEMBLE_SURE = 0.7  # mean |2α − 1| over the views above which a split is a disagreement, not a soft edge
+ENSEMBLE_AGREE = 0.7  # a member whose reading (IoU at α 0.5) differs more from the first member's is left out
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    u = np.count_nonzero(a | b)
+    return np.count_nonzero(a & b) / u if u else 1.0
 
 
 class CompositeUnit:

@@ -59,14 +59,28 @@ PRECISIONS = ("fp32", "bf16", "int8")
 
 
 @lru_cache(maxsize=1)
-def cpu_flags() -> frozenset:
+def _cpuinfo() -> dict:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
+    info: dict = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
+            if not line.strip():
+                break
+            k, _, v = line.partition(":")
+            info[k.strip()] = v.strip()
     except OSError:
         pass
-    return frozenset()
+    return info
+
+
+def cpu_flags() -> frozenset:
+    return frozenset(_cpuinfo().get("flags", "").split())
+
+
+def cpu_model() -> str:
+    import platform
+
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
 
 
 def has_bf16() -> bool:

@@ -46,8 +46,8 @@ _ENSEMBLE_SAID = threading.Event()
 
 def _portrait_ensemble(modnet, m):
     """The stills' portrait preset (``matting.still_ensemble``): MODNet and RVM, each on the picture and
-    its mirror image, averaged. On 240 development portraits (three disjoint subsets of 80) IoU 0.963
-    / BF 0.813 against MODNet alone at 0.955 / 0.805, for about 3x MODNet's time (0.34 s against
+    its mirror image, averaged. On 240 development portraits (three disjoint subsets of 80) IoU 0.961
+    / BF 0.812 against MODNet alone at 0.955 / 0.805, for about 3x MODNet's time (0.34 s against
     0.12 s a portrait, 1 thread): the two models err in different places, and the mirror moves each
     one's own errors. MODNet and its mirror alone where RVM cannot be had (said once)."""
     members = [modnet]  # RVM at the live input size: it sees twice that (its guided filter does the rest)
@@ -229,23 +229,25 @@ _SESSIONS: dict[tuple, Session] = {}
 _SESSIONS_LOCK = threading.Lock()
 
 
-def new_session(name: str = "auto", providers: str | list | None = None, **matting) -> Session:
+def new_session(name: str = "auto", providers: str | list | None = None, *, fast: bool = False,
+                **matting) -> Session:
     """A reusable session for ``name`` (``auto``: people to MODNet, other subjects to IS-Net;
     or one model: ``modnet``, ``isnet``, ``u2netp``, ``rvm``, ``lite``); ``matting`` sets
-    :class:`~vcam.config.MattingConfig` keys, e.g. ``input_size=320``."""
+    :class:`~vcam.config.MattingConfig` keys, e.g. ``input_size=320``; ``fast``: the live
+    settings, as ``vcam remove --fast`` (no portrait ensemble, no edge matting)."""
     cfg = Config()
     if "input_size" in matting:  # an explicit size is the one used, for stills too
         matting.setdefault("still_input_size", matting["input_size"])
     if matting:
         cfg = cfg.replace(matting=matting)
-    return make_session(name, providers, cfg=cfg)
+    return make_session(name, providers, cfg=cfg, fast=fast)
 
 
-def _shared_session(name: str, **matting) -> Session:
-    key = (name, tuple(sorted(matting.items())))
+def _shared_session(name: str, fast: bool = False, **matting) -> Session:
+    key = (name, fast, tuple(sorted(matting.items())))
     with _SESSIONS_LOCK:
         if key not in _SESSIONS:
-            _SESSIONS[key] = new_session(name, **matting)
+            _SESSIONS[key] = new_session(name, fast=fast, **matting)
         return _SESSIONS[key]
 
 
@@ -262,12 +264,8 @@ def prompt_referee(bgr: np.ndarray) -> np.ndarray | None:
     """The general-object model's raw alpha (IS-Net, no band refinement: only its region counts),
     the third opinion when the portrait matte and SAM disagree about a clicked subject; ``None``
     (said once) where IS-Net is not cached and cannot be fetched."""
-    key = ("isnet", "referee")
     try:
-        with _SESSIONS_LOCK:
-            if key not in _SESSIONS:
-                _SESSIONS[key] = make_session("isnet", fast=True)
-            session = _SESSIONS[key]
+        session = _shared_session("isnet", fast=True)
     except ModelError as e:
         if not _REFEREE_SAID.is_set():
             _REFEREE_SAID.set()

@@ -192,10 +192,11 @@ def select(bgr: np.ndarray, prompt: Prompt, sam: MobileSam, *, matte: np.ndarray
         candidates = masks.logits > 0
         use_matte = (person.any() and sam_mask.any()
                      and _matte_agrees(person, candidates, float(masks.iou.max()) >= 0.75, masks.binary(choose_mask(masks, prompt))))
-        if use_matte and _iou(person, sam_mask) < AGREE:
-            use_matte, why = _referee(person, sam_mask, prompt, referee)
+        agree = _iou(person, sam_mask) if use_matte else 0.0
+        if use_matte and agree < AGREE:
+            use_matte, why = _referee(person, sam_mask, agree, prompt, referee)
         elif use_matte:
-            why = f"the matte's region agrees with SAM's whole (IoU {_iou(person, sam_mask):.2f})"
+            why = f"the matte's region agrees with SAM's whole (IoU {agree:.2f})"
         elif person.any():
             why = "the matte's region is not the subject SAM sees"
         if use_matte:
@@ -218,13 +219,12 @@ def select(bgr: np.ndarray, prompt: Prompt, sam: MobileSam, *, matte: np.ndarray
     return Selection(alpha, fg, "sam", sam_iou, sam_mask, why)
 
 
-def _referee(person: np.ndarray, whole: np.ndarray, prompt: Prompt,
+def _referee(person: np.ndarray, whole: np.ndarray, agree: float, prompt: Prompt,
              referee: Callable[[], np.ndarray | None] | None) -> tuple[bool, str]:
     """The matte's region and SAM's whole differ: which is the subject? The general-object
     model's region under the points sides with one of them. Without it the matte stands
     (the portrait model is right on most pictures where a person is clicked)."""
     third = referee() if referee is not None else None
-    agree = _iou(person, whole)
     if third is None:
         return True, f"the matte's region and SAM's whole differ (IoU {agree:.2f}); no object model to decide"
     region = _components_under(third > 127, prompt.points)

@@ -156,6 +156,17 @@ def agreement(ref: list[np.ndarray], got: list[np.ndarray]) -> tuple[float, floa
     return float(min(ious)), float(np.mean(maes))
 
 
+def judge(c: Candidate, ref: list[np.ndarray], got: list[np.ndarray]) -> None:
+    """Set ``c``'s agreement with the fp32 mattes ``ref``; it stays eligible only at worst-frame
+    IoU ≥ :data:`MIN_IOU` and mean |Δα| ≤ :data:`MAX_MAE`."""
+    c.iou, c.mae = agreement(ref, got)
+    if c.iou < MIN_IOU or c.mae > MAX_MAE:
+        c.ok = False
+        c.why = (f"its mattes differ from fp32 (worst IoU {c.iou:.4f} < {MIN_IOU} or mean |Δα| "
+                 f"{c.mae:.4f} > {MAX_MAE})")
+        log.info("%s skipped: %s", c.label, c.why)
+
+
 def choose(cfg, *, calibrate: str | None = None, check_frames: list[np.ndarray] | None = None) -> tuple[Candidate, list[Candidate]]:
     """Time and check every runtime/precision this machine has for ``cfg.model`` (one thread each,
     as the live workers run); returns the winner (the cheapest that agrees) and all candidates."""
@@ -188,12 +199,7 @@ def choose(cfg, *, calibrate: str | None = None, check_frames: list[np.ndarray] 
                 c.ok, c.why = False, str(e)
                 cands.append(c)
                 continue
-            c.iou, c.mae = agreement(ref, got)
-            if c.iou < MIN_IOU or c.mae > MAX_MAE:
-                c.ok = False
-                c.why = (f"its mattes differ from fp32 (worst IoU {c.iou:.4f} < {MIN_IOU} or mean |Δα| "
-                         f"{c.mae:.4f} > {MAX_MAE})")
-                log.info("openvino %s skipped: %s", prec, c.why)
+            judge(c, ref, got)
             cands.append(c)
     else:
         cands.append(Candidate("openvino", "fp32", ok=False, why="OpenVINO is not installed (pip install 'vcam[openvino]')"))
@@ -211,19 +217,9 @@ RECORD = "runtime-choice.json"
 
 def _signature() -> dict:
     """What a recorded choice holds for: this CPU and these runtime versions."""
-    import platform
-
     import onnxruntime
 
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    sig = {"cpu": cpu or platform.processor(), "bf16": runtime.has_bf16(), "onnxruntime": onnxruntime.__version__}
+    sig = {"cpu": runtime.cpu_model(), "bf16": runtime.has_bf16(), "onnxruntime": onnxruntime.__version__}
     if runtime.have_openvino():
         import openvino
 
@@ -287,10 +283,7 @@ def check_still_model(cfg, frames: list[np.ndarray] | None = None) -> tuple[Cand
         if ref is None:
             ref, c.why = got, "the reference"
         else:
-            c.iou, c.mae = agreement(ref, got)
-            if c.iou < MIN_IOU or c.mae > MAX_MAE:
-                c.ok, c.why = False, (f"its mattes differ from fp32 (worst IoU {c.iou:.4f} < {MIN_IOU} or mean "
-                                      f"|Δα| {c.mae:.4f} > {MAX_MAE})")
+            judge(c, ref, got)
         cands.append(c)
     best = min((c for c in cands if c.ok), key=lambda c: c.ms)
     if best is not cands[0]:
@@ -311,9 +304,9 @@ def check_still_model(cfg, frames: list[np.ndarray] | None = None) -> tuple[Cand
 
 
 def still_runtime(cfg) -> tuple[str, str]:
-    """The runtime and precision a stills model (IS-Net, U²-Net-p) runs at here: onnxruntime where
+    """The runtime and precision a stills model (IS-Net) runs at here: onnxruntime where
     the user chose it, where OpenVINO is missing, or on a GPU; otherwise the machine's checked
-    choice, made once (:func:`check_still_model`, about 10 s) and kept in the model cache."""
+    choice, made once (:func:`check_still_model`, about 15 s) and kept in the model cache."""
     if cfg.runtime == "onnxruntime" or not runtime.have_openvino():
         return "onnxruntime", "fp32"
     first = runtime.pick_providers(cfg.providers)[0]
@@ -322,7 +315,7 @@ def still_runtime(cfg) -> tuple[str, str]:
     rec = recorded(cfg.model)
     if rec is None:
         log.warning("vcam: choosing %s's runtime for this CPU, once (onnxruntime against OpenVINO fp32/bf16, "
-                    "about 10 s) ...", cfg.model)
+                    "about 15 s) ...", cfg.model)
         rec, _ = check_still_model(cfg)
         log.warning("vcam: %s runs on %s (%s)", cfg.model, rec.label, rec.why)
     return rec.runtime, rec.precision
