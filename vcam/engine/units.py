@@ -17,6 +17,7 @@ import numpy as np
 
 from ..core.frames import Composite, Frame, Matte
 from ..core.stats import Timings
+from ..imaging.alpha import mask_iou
 from ..imaging.compositor import Compositor
 from ..imaging.refine import Refiner, small_gray
 from ..imaging.smoothing import Smoother
@@ -262,11 +263,10 @@ def ensemble_alpha(members, refiner: Refiner, frame: Frame, *, mirror: bool = Tr
                 matte = still_matte(m, refiner, Frame(view, frame.seq, frame.t_capture))
             a = refiner.refine(view, matte.alpha, np.empty((H, W), np.uint8), matte.coef)
             alphas.append(a[:, ::-1] if k else a)
-    stack = np.stack(alphas).astype(np.float32) * (1 / 255.0)  # [n, H, W]
-    per = stack.reshape(len(members), len(views), H, W).mean(1) >= 0.5  # each member's own reading
-    keep = [i for i in range(len(members)) if i == 0 or _iou(per[i], per[0]) >= ENSEMBLE_AGREE]
-    if len(keep) < len(members):  # a member that does not know this subject (RVM on a cat) is left out
-        stack = stack.reshape(len(members), len(views), H, W)[keep].reshape(-1, H, W)
+    stack = np.stack(alphas).astype(np.float32).reshape(len(members), len(views), H, W) * (1 / 255.0)
+    per = stack.mean(1) >= 0.5  # each member's own reading of the subject
+    keep = [i for i in range(len(members)) if i == 0 or mask_iou(per[i], per[0]) >= ENSEMBLE_AGREE]
+    stack = stack[keep].reshape(-1, H, W)  # [views kept, H, W]: a member that does not know this subject is left out
     if len(stack) == 1:
         return alphas[0]
     mean = stack.mean(0)
@@ -281,11 +281,6 @@ def ensemble_alpha(members, refiner: Refiner, frame: Frame, *, mirror: bool = Tr
 
 ENSEMBLE_SURE = 0.7  # mean |2α − 1| over the views above which a split is a disagreement, not a soft edge
 ENSEMBLE_AGREE = 0.7  # a member whose reading (IoU at α 0.5) differs more from the first member's is left out
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    u = np.count_nonzero(a | b)
-    return np.count_nonzero(a & b) / u if u else 1.0
 
 
 class CompositeUnit:

@@ -23,6 +23,12 @@ class AlphaMatting:
     erode_size: int = 10
 
 
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boolean masks (1.0 when both are empty: they agree)."""
+    u = np.count_nonzero(a | b)
+    return np.count_nonzero(a & b) / u if u else 1.0
+
+
 def remove_islands(alpha: np.ndarray, min_fraction: float = 0.02) -> np.ndarray:
     """Drop blobs much smaller than the main subject (``--post-process``); soft edges are kept.
     ``alpha``: ``[H, W] u8``."""

@@ -29,7 +29,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from ..imaging.alpha import AlphaMatting, closed_form, closed_form_alpha
+from ..imaging.alpha import AlphaMatting, closed_form, closed_form_alpha, mask_iou
 from ..models.sam import Embedding, Masks, MobileSam
 from .prompt import Prompt
 
@@ -118,11 +118,6 @@ def _touches_border(mask: np.ndarray) -> bool:
     return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    u = (a | b).sum()
-    return float((a & b).sum() / u) if u else 0.0
-
-
 def whole_mask(sam: MobileSam, emb: Embedding, masks: Masks, prompt: Prompt) -> tuple[np.ndarray, int]:
     """SAM's reading of the whole subject under ``prompt``, ``([H, W] bool, candidate index)``.
 
@@ -151,7 +146,7 @@ def whole_mask(sam: MobileSam, emb: Embedding, masks: Masks, prompt: Prompt) -> 
                    box=(xs.min() - mx, ys.min() - my, xs.max() + mx, ys.max() + my))
     again = sam.predict(emb, boxed, out_size=whole.shape)
     tight = again.binary(int(np.argmax(again.iou)))
-    return (tight if _iou(tight, whole) >= AGREE else whole), i
+    return (tight if mask_iou(tight, whole) >= AGREE else whole), i
 
 
 def band_trimap(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -192,7 +187,7 @@ def select(bgr: np.ndarray, prompt: Prompt, sam: MobileSam, *, matte: np.ndarray
         candidates = masks.logits > 0
         use_matte = (person.any() and sam_mask.any()
                      and _matte_agrees(person, candidates, float(masks.iou.max()) >= 0.75, masks.binary(choose_mask(masks, prompt))))
-        agree = _iou(person, sam_mask) if use_matte else 0.0
+        agree = mask_iou(person, sam_mask) if use_matte else 0.0
         if use_matte and agree < AGREE:
             use_matte, why = _referee(person, sam_mask, agree, prompt, referee)
         elif use_matte:
@@ -228,7 +223,7 @@ def _referee(person: np.ndarray, whole: np.ndarray, agree: float, prompt: Prompt
     if third is None:
         return True, f"the matte's region and SAM's whole differ (IoU {agree:.2f}); no object model to decide"
     region = _components_under(third > 127, prompt.points)
-    to_matte, to_sam = _iou(region, person), _iou(region, whole)
+    to_matte, to_sam = mask_iou(region, person), mask_iou(region, whole)
     side = "the matte" if to_matte >= to_sam else "SAM"
     return to_matte >= to_sam, (f"the matte's region and SAM's whole differ (IoU {agree:.2f}); the object model "
                                 f"sides with {side} (IoU {max(to_matte, to_sam):.2f} against {min(to_matte, to_sam):.2f})")
