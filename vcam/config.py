@@ -50,11 +50,11 @@ class MattingConfig:
     threads: int = _f(1, lo=0, hi=256, doc="onnxruntime intra-op threads (0: onnxruntime decides)")
     providers: str = _f("auto", doc="onnxruntime execution providers, comma-separated, or 'auto' (TensorRT, CUDA, then CPU)")
     runtime: str = _f("auto", choices=("auto", "onnxruntime", "openvino"),
-                      doc="inference runtime for the ONNX models ('auto': onnxruntime; `vcam bench --auto` moves a "
-                          "machine to OpenVINO where it is faster and its mattes agree)")
+                      doc="inference runtime for the ONNX models ('auto': MODNet and IS-Net run where this machine "
+                          "runs them with the least CPU and fp32's mattes, checked once on first use; others on onnxruntime)")
     precision: str = _f("fp32", choices=("fp32", "bf16", "int8"),
-                        doc="OpenVINO precision: bf16 where the CPU has AMX/avx512_bf16, int8 after `vcam bench --auto` "
-                            "calibrated it; each is used only after its mattes agreed with fp32")
+                        doc="OpenVINO precision: bf16 where the CPU has AMX/avx512_bf16, int8 once calibrated (the "
+                            "runtime check or `vcam bench --auto`); with runtime auto the check picks it")
     max_hz: float = _f(0.0, lo=0, hi=1000, doc="cap on the matting rate (0: as fast as it goes)")
     max_age: float = _f(1.0, lo=0.1, hi=3600, doc="a matte older than this (s) is not used: output is fully blurred until a fresh one comes")
     workers: int = _f(2, lo=1, hi=8, doc="parallel inferences for stateless models (use with threads: 1)")

@@ -162,14 +162,14 @@ AUTO_RATE_CAP = 15.0  # Hz: mattes beyond this add little at 30 fps (the refiner
 def pick_runtime(calibrate: str | None) -> tuple[dict, str]:
     """The cheapest runtime/precision whose MODNet mattes agree with onnxruntime fp32 here."""
     from ..config import MattingConfig
-    from ..models.matting.precision import choose
+    from ..models.matting.precision import check_live_model
 
-    best, cands = choose(MattingConfig(), calibrate=calibrate)
-    print("| runtime | precision | CPU ms per matte (1 thread) | worst IoU vs fp32 | mean abs dalpha | used |")
-    print("|---|---|---|---|---|---|")
+    best, cands = check_live_model(MattingConfig(), calibrate=calibrate)
+    print("| runtime | precision | CPU ms per matte (1 thread) | worst IoU vs fp32 | mean abs dalpha | IoU with truth below fp32 (unseen pictures) | used |")
+    print("|---|---|---|---|---|---|---|")
     for c in cands:
         ms = f"{c.ms:.1f}" if c.ms else "-"
-        print(f"| {c.runtime} | {c.precision} | {ms} | {c.iou:.4f} | {c.mae:.4f} | "
+        print(f"| {c.runtime} | {c.precision} | {ms} | {c.iou:.4f} | {c.mae:.4f} | {c.truth_loss:.3f} | "
               f"{'yes' if c is best else 'no'}{'' if c.ok else ': ' + c.why} |")
     print(f"\nruntime: {best.label} ({best.why})\n")
     rt = "openvino" if best.runtime == "openvino" else "onnxruntime"
@@ -178,7 +178,7 @@ def pick_runtime(calibrate: str | None) -> tuple[dict, str]:
 
 def check_stills() -> dict | None:
     """The object model's runtime, checked again and recorded (stills use it; see
-    :func:`vcam.models.matting.precision.still_runtime`); ``None`` where IS-Net is not cached."""
+    :func:`vcam.models.matting.precision.resolve`); ``None`` where IS-Net is not cached."""
     from ..config import MattingConfig
     from ..errors import ModelError
     from ..models import store
@@ -193,7 +193,7 @@ def check_stills() -> dict | None:
     print("| stills model | runtime | precision | s per picture | worst IoU vs fp32 | mean abs dalpha | used |")
     print("|---|---|---|---|---|---|---|")
     for c in cands:
-        print(f"| isnet | {c.runtime} | {c.precision} | {c.ms / 1e3:.2f} | {c.iou:.4f} | {c.mae:.4f} | "
+        print(f"| isnet | {c.runtime} | {c.precision} | {c.ms / 1e3:.2f} | {c.iou:.4f} | {c.mae:.4f} | {c.truth_loss:.3f} | "
               f"{'yes' if c is best else 'no'}{'' if c.ok else ': ' + c.why} |")
     print(f"\nstills: isnet on {best.label} ({best.why})\n")
     return {"model": "isnet", "runtime": best.runtime, "precision": best.precision, "why": best.why}

@@ -56,8 +56,10 @@ def run(cfg: config_mod.Config, reload=None, watch: list | None = None) -> int:
         pipe.close()
         raise
     c = cfg.capture
-    log.info("running: %s → %s (%s), %dx%d @ %g fps; Ctrl-C to stop", c.source, cfg.compositor.mode,
-             cfg.matting.model, c.width, c.height, c.fps)
+    mc = pipe.parts.matter.cfg
+    on = f" on {mc.runtime} {mc.precision}" if getattr(pipe.parts.matter, "session", None) is not None else ""
+    log.info("running: %s → %s (%s%s), %dx%d @ %g fps; Ctrl-C to stop", c.source, cfg.compositor.mode,
+             mc.model, on, c.width, c.height, c.fps)
     try:
         stats = pipe.run(cfg.run.seconds, on_tick=lambda p: controller.tick())
     finally:

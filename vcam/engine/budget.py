@@ -121,6 +121,7 @@ class Governor:
         self._inferences = 0
         self.changes = 0
         self.reason = "starting at the configured model"
+        self.over_floor = False  # everything but inference alone takes more than the budget (said once)
         self.lock = threading.RLock()  # the matting workers and the ticker call in from their threads
 
     def set_levels(self, levels: list[Level], start: int) -> None:
@@ -213,6 +214,8 @@ class Governor:
         fit the budget there with a fifth to spare."""
         if self._t is None or now - self._t_first < self.settle:
             return None
+        if self.other >= self.headroom * self.budget and now - self._t_first > 2 * self.settle:
+            self.over_floor = True
         hz = self.sustained_hz()
         starved = now - self._t_denied < 1.0
         if hz < self.floor_hz and starved and self.index < len(self.levels) - 1:
@@ -264,4 +267,5 @@ class Governor:
         return {"budget_cores": round(self.budget, 2), "cores": round(self.cores, 2),
                 "mean_cores": round(self.mean_cores, 3), "matting_cores": round(self.matting_cores, 2),
                 "chosen": self.level.label, "sustained_hz": round(min(self.sustained_hz(), self.ceiling_hz or 1e9), 1),
-                "ms_per_matte": round(self.cost() * 1e3, 1), "changes": self.changes, "why": self.reason}
+                "ms_per_matte": round(self.cost() * 1e3, 1), "changes": self.changes, "why": self.reason,
+                "other_cores": round(self.other, 2), "below_floor": self.over_floor}

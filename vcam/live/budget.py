@@ -18,6 +18,7 @@ class BudgetKeeper(Worker):
     def __init__(self, governor, apply, *, on_error=None):
         super().__init__(on_error=on_error)
         self.governor, self.apply = governor, apply  # apply(Level): the pipeline switches to it
+        self._said = False  # the budget-below-the-floor warning, once
 
     def step(self) -> bool:
         if self.wait(self.period):
@@ -27,6 +28,12 @@ class BudgetKeeper(Worker):
             gov.observe(time.monotonic(), time.process_time())
             level = gov.decide(time.monotonic())
             why = gov.reason
+            floor = gov.other if gov.over_floor and not self._said else None
+        if floor is not None:
+            self._said = True
+            log.warning("CPU budget %.2g cores: capture, compositing and output alone take %.2f cores here, so "
+                        "the mean stays above the budget (the output rate is never cut); raise --cpu-budget "
+                        "or lower --size", gov.budget, floor)
         if level is not None:
             log.info("CPU budget %.2g cores: matting now %s (%s)", gov.budget, level.label, why)
             self.apply(level)

@@ -29,7 +29,6 @@ from ..engine.units import CompositeUnit, MattingUnit
 from ..errors import ConfigError, VcamError
 from ..imaging import smoothing
 from ..imaging.compositor import Look
-from ..models import runtime
 from ..models.matting import create as create_matter
 from ..subject.keep import SubjectKeeper
 from .budget import BudgetKeeper
@@ -59,7 +58,6 @@ class Pipeline:
         m = cfg.matting
         cores = budget.resolve(cfg.run.cpu_budget)
         self.governor = None
-        self._hinted = False  # the one-time `vcam bench --auto` hint (see apply_level)
         if cores is not None:
             self.governor = budget.Governor(cores, *self._ladder(parts.matter.cfg),
                                             ceiling_hz=m.max_hz or budget.CEILING_HZ)
@@ -126,13 +124,6 @@ class Pipeline:
             return
         if new is not None:
             self.parts.matter = new
-        if level.model == "lite" and not self._hinted:
-            self._hinted = True
-            m = self.cfg.matting
-            if m.model == "modnet" and m.runtime == "auto" and runtime.have_openvino():
-                log.warning("CPU budget: MODNet on onnxruntime does not fit %g cores here, so the lite model runs "
-                            "(softer edges); `vcam bench --auto` once checks OpenVINO bf16/int8, which often "
-                            "fit MODNet at 2-3x less CPU", self.governor.budget)
 
     def set_smoothing(self, smoothing_cfg: SmoothingConfig) -> None:
         self.matting.swap(smoother=smoothing.create(smoothing_cfg))

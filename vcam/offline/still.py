@@ -60,9 +60,6 @@ def _portrait_ensemble(modnet, m):
     return members
 
 
-STILL_CHECKED = ("isnet",)  # the object model: its runtime is chosen per machine (see Session)
-
-
 class Session:
     """A loaded model plus the live path's refiner and compositor, reused across images.
 
@@ -79,15 +76,10 @@ class Session:
             # A still has no 33 ms deadline: the stills preset's larger input (better edges);
             # `fast` keeps the live camera's input_size.
             m = replace(m, input_size=m.still_input_size)
-        if name in STILL_CHECKED:
-            # A stills model costs seconds a picture: it runs where this machine runs it fastest with
-            # fp32's mattes, checked once; the live keys (matting.runtime/precision) are MODNet's.
-            from ..models.matting.precision import still_runtime
-
-            rt, prec = still_runtime(replace(m, model=name))
-            m = replace(m, runtime=rt, precision=prec)
         self.cfg = replace(cfg, matting=replace(m, model=name))
-        self.matter = create_matter(self.cfg.matting)
+        # The stills preset keeps MODNet off int8 (it loses some edge on held-out portraits; a still
+        # has the time); `fast` runs as the live camera does. IS-Net's check has no int8.
+        self.matter = create_matter(self.cfg.matting, int8=fast)
         self.members: list = []  # the stills' portrait ensemble (see run)
         if name == "modnet" and not fast and m.still_ensemble:
             self.members = _portrait_ensemble(self.matter, replace(m, input_size=cfg.matting.input_size))

@@ -1,6 +1,8 @@
 """Matting models behind one interface (see :mod:`.base`): ``create(cfg)`` builds ``cfg.model``."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ...errors import ModelError
 from . import isnet, lite, modnet, rvm, u2netp  # noqa: F401  (each registers itself)
 from .base import MATTERS, Matter, OnnxMatter, model_input_shape, register
@@ -8,9 +10,16 @@ from .base import MATTERS, Matter, OnnxMatter, model_input_shape, register
 __all__ = ["MATTERS", "Matter", "OnnxMatter", "create", "model_input_shape", "register"]
 
 
-def create(cfg) -> Matter:
-    """Build the matter named by ``cfg.model`` (a :class:`~vcam.config.MattingConfig`)."""
+def create(cfg, *, int8: bool = True) -> Matter:
+    """Build the matter named by ``cfg.model`` (a :class:`~vcam.config.MattingConfig`). An ONNX
+    model on ``runtime: auto`` runs where this machine's check put it (:func:`.precision.resolve`;
+    ``int8=False`` keeps it off int8), and the matter's ``cfg`` says which."""
     cls = MATTERS.get(cfg.model)
     if cls is None:
         raise ModelError(f"unknown model '{cfg.model}': choose one of {', '.join(sorted(MATTERS))}")
+    if issubclass(cls, OnnxMatter) and cfg.runtime == "auto":
+        from .precision import resolve
+
+        rt, prec = resolve(cfg, int8=int8)
+        cfg = replace(cfg, runtime=rt, precision=prec)
     return cls(cfg)
