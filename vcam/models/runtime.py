@@ -118,7 +118,8 @@ class OpenVinoSession:
             if not model_file.exists():
                 raise ModelError(f"no int8 copy of the {name} model is calibrated on this machine; run "
                                  f"`vcam bench --auto` (it calibrates and checks it) or set matting.precision: fp32")
-        config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY"}
+        config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY",
+                  "ENABLE_CPU_PINNING": False}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         try:
