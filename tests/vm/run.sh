@@ -10,11 +10,11 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd); REPO=$(cd "$HERE/../.." && pwd)
 V=/tmp/vcam-vm   # fixed: the guest mounts it at the same path
 PY=${VCAM_VM_PYTHON:-$(command -v python3)}
-# 8 fps: under software emulation the compositor takes ~45-90 ms a 320x240 frame (~1 ms natively) and vcam takes
-# ~0.9 of the guest's 2 CPUs. At 15 fps the readers got 11.3-15.6 fps (bar 12); at 10 fps, on a host ~2.5x slower
-# single-threaded (Xeon, 2 cores), ffmpeg and Chromium got 7.1-7.4 fps (bar 8) while OpenCV got 10: the readers
-# were starved of CPU, not the device. At 8 fps (ffmpeg no longer converting in the guest) Chromium still got
-# 6.7-7.9 (bar 6.4) there. 6 fps leaves the readers headroom on slow hosts too.
+# 6 fps: under software emulation the compositor takes ~45-90 ms a 320x240 frame (~1 ms natively) and vcam
+# takes ~0.9 of the guest's 2 CPUs, so the readers run short of CPU. At 15 fps they got 11.3-15.6 fps (bar 12);
+# at 10 fps, on a host ~2.5x slower single-threaded (Xeon, 2 cores), ffmpeg and Chromium got 7.1-7.4 (bar 8)
+# while OpenCV got 10; at 8 fps, with ffmpeg no longer converting in the guest, Chromium got 6.7-7.9 (bar 6.4).
+# At 6 fps every reader got 6.0-6.7 (bar 4.8) there.
 FPS=${FPS:-6}
 mkdir -p $V
 T0=$(date +%s)
@@ -93,9 +93,11 @@ check() {  # mode reader file
   fi
 }
 check blur opencv-opened-first $O/blur-opencv-opened-first.npy
-for m in blur replace; do  # ffmpeg's copied packets to rgb24, every frame kept
-  [ -s $O/$m-ffmpeg.nut ] && ffmpeg -hide_banner -loglevel error -i $O/$m-ffmpeg.nut -fps_mode passthrough \
-    -f rawvideo -pix_fmt rgb24 -y $O/$m-ffmpeg.rgb
+for m in blur replace; do  # ffmpeg's copied packets to rgb24, every frame kept (none: check says so)
+  if [ -s $O/$m-ffmpeg.nut ]; then
+    ffmpeg -hide_banner -loglevel error -i $O/$m-ffmpeg.nut -fps_mode passthrough -f rawvideo -pix_fmt rgb24 \
+      -y $O/$m-ffmpeg.rgb || rm -f $O/$m-ffmpeg.rgb
+  fi
 done
 check blur ffmpeg $O/blur-ffmpeg.rgb
 check replace ffmpeg $O/replace-ffmpeg.rgb
