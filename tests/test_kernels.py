@@ -108,6 +108,41 @@ def test_blend_upsample_matches_resize_then_blend(lo, hi):
     assert d.max() <= 2 and d.mean() < 0.3  # rounding of the fixed-point weights only
 
 
+@pytest.mark.parametrize("bg_kind", ["small", "full", "color", "one_row", "same_height"])
+@pytest.mark.parametrize("lo,hi", [((224, 400), (720, 1280)), ((9, 16), (72, 128)), ((1, 2), (1, 3))])
+def test_refine_blend_is_guided_upsample_then_blend(lo, hi, bg_kind):
+    """The fused pass gives exactly what the two kernels give one after the other, for every kind
+    of background, and keeps the alpha only when asked."""
+    a = RNG.normal(0, 1, lo).astype(np.float32)
+    b = RNG.normal(0.5, 0.5, lo).astype(np.float32)
+    img = _img(*hi)
+    bg = {"small": lambda: _img(max(1, hi[0] // 8), max(1, hi[1] // 8)), "full": lambda: _img(*hi),
+          "color": lambda: np.array([12, 200, 31], np.uint8), "one_row": lambda: _img(1, 5),
+          "same_height": lambda: _img(hi[0], max(1, hi[1] // 4))}[bg_kind]()
+    alpha = np.empty(hi, np.uint8)
+    kernels.guided_upsample(alpha, a, b, img)
+    ref = np.empty_like(img)
+    if bg_kind == "color":
+        kernels.blend_color(ref, img, bg, alpha)
+    elif bg_kind == "full":
+        kernels.blend(ref, img, bg, alpha)
+    else:
+        kernels.blend_upsample(ref, img, bg, alpha)
+    scratch = {}
+    for keep in (np.full(hi, 7, np.uint8), None, None):  # the third call reuses the stretched coefficients
+        out = np.zeros_like(img)
+        kernels.refine_blend(out, img, a, b, bg, keep, scratch, fixed=True)
+        assert np.array_equal(out, ref)
+        if keep is not None:
+            assert np.array_equal(keep, alpha)
+    # New coefficients are picked up even with fixed=True: the cache follows the arrays given.
+    a2 = a * 0.5
+    kernels.refine_blend(out, img, a2, b, bg, alpha, scratch, fixed=True)
+    ref2 = np.empty_like(alpha)
+    kernels.guided_upsample(ref2, a2, b, img)
+    assert np.array_equal(alpha, ref2)
+
+
 def test_wrappers_reject_bad_input():
     fg = _img(4, 4)
     out = np.empty_like(fg)

@@ -51,6 +51,7 @@ class Passthrough:
     """``none``: the camera as it is; the matte is not needed."""
 
     uses_matte = False
+    fuses = False  # see BlurMode.compose_refined
 
     def compose(self, comp: "Compositor", img, alpha, out, fg, weight):
         np.copyto(out, img)
@@ -61,6 +62,7 @@ class BlurMode:
     """``blur``: the frame blurred where the matte says background (``Blur``, matte-weighted)."""
 
     uses_matte = True
+    fuses = True
 
     def __init__(self, blur: Blur):
         self.blur = blur
@@ -68,6 +70,12 @@ class BlurMode:
     def compose(self, comp, img, alpha, out, fg, weight):
         small = self.blur.small(img, weight)
         return kernels.blend_upsample(out, fg, small, alpha, comp.scratch("up"))
+
+    def compose_refined(self, comp, img, a, b, out, weight, keep):
+        """The refinement and this mode's blend in one pass over the frame (``kernels.refine_blend``),
+        from the matte's coefficients ``a, b``; ``keep``: an ``[H, W] u8`` to keep the alpha in, or None.
+        Only for modes where ``fuses`` (no decontamination, no light wrap: those need the whole alpha)."""
+        return comp.refine_blend(img, a, b, self.blur.small(img, weight), out, keep)
 
 
 class ColorMode:
@@ -77,6 +85,10 @@ class ColorMode:
 
     def __init__(self, color: np.ndarray, decontaminate: bool):
         self.color, self.decontaminate = color, decontaminate  # [3] u8 BGR
+        self.fuses = not decontaminate
+
+    def compose_refined(self, comp, img, a, b, out, weight, keep):
+        return comp.refine_blend(img, a, b, self.color, out, keep)
 
     def compose(self, comp, img, alpha, out, fg, weight):
         if self.decontaminate and fg is img:
@@ -92,6 +104,11 @@ class ReplaceMode:
 
     def __init__(self, background, decontaminate: bool, light_wrap: float):
         self.background, self.decontaminate, self.light_wrap = background, decontaminate, light_wrap
+        self.fuses = not decontaminate and light_wrap <= 0
+
+    def compose_refined(self, comp, img, a, b, out, weight, keep):
+        H, W = img.shape[:2]
+        return comp.refine_blend(img, a, b, self.background.at(W, H), out, keep)
 
     def compose(self, comp, img, alpha, out, fg, weight):
         H, W = img.shape[:2]
@@ -219,6 +236,9 @@ class Compositor:
         fg = img if fg is None else fg
         return look.mode.compose(self, img, alpha, out, fg, alpha if weight is None else weight)
 
+    def refine_blend(self, img, a, b, bg, out, keep) -> np.ndarray:
+        return kernels.refine_blend(out, img, a, b, bg, keep, self.scratch("refine"), fixed=True)
+
     def compose_edge(self, img, alpha, out, weight, bg, soft, *, decontaminate: bool, light_wrap: float) -> np.ndarray:
         """replace/color with decontamination and light wrap (``kernels.blend_edge``)."""
         H, W = img.shape[:2]
@@ -278,17 +298,23 @@ class Compositor:
                 self.fail_blur(img, None, out)
             have_matte = False
         else:
-            if have_matte and (look.mode.uses_matte or keep_alpha):
-                # The guide is the frame's gray with a 3x3 mean (made inside the kernel): the
-                # mean takes the sensor noise out (it would otherwise flicker the alpha along
-                # every edge) and moves edges by less than a pixel.
-                alpha = self.refiner.refine(img, matte.alpha, self._alpha.get(), matte.coef)  # [H, W] u8
-            if not look.mode.uses_matte:
-                look.mode.compose(self, img, None, out, img, None)
-            elif not have_matte:
-                self.fail_blur(img, None, out)  # fail closed: never the raw room
+            if have_matte and look.mode.fuses:
+                # Refinement and blend in one pass over the frame; the alpha is written only if kept.
+                a, b = self.refiner.pair(img, matte.alpha, matte.coef)
+                alpha = self._alpha.get() if keep_alpha else None
+                look.mode.compose_refined(self, img, a, b, out, matte.alpha, alpha)
             else:
-                self.compose(img, alpha, out, weight=matte.alpha, look=look)
+                if have_matte and (look.mode.uses_matte or keep_alpha):
+                    # The guide is the frame's gray with a 3x3 mean (made inside the kernel): the
+                    # mean takes the sensor noise out (it would otherwise flicker the alpha along
+                    # every edge) and moves edges by less than a pixel.
+                    alpha = self.refiner.refine(img, matte.alpha, self._alpha.get(), matte.coef)  # [H, W] u8
+                if not look.mode.uses_matte:
+                    look.mode.compose(self, img, None, out, img, None)
+                elif not have_matte:
+                    self.fail_blur(img, None, out)  # fail closed: never the raw room
+                else:
+                    self.compose(img, alpha, out, weight=matte.alpha, look=look)
         if keep_alpha and alpha is None:
             alpha = np.zeros((H, W), np.uint8)  # no matte: everything is background
         if cfg.mirror:

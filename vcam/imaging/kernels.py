@@ -121,35 +121,75 @@ def _guided_rows(out, ah, bh, guide):
         _guided_row(out[y], ah[y0], ah[y1], bh[y0], bh[y1], np.float32(f), guide[y])
 
 
+@njit("void(u1[:, ::1], u1[:, ::1], u2[::1], u1[::1], i8)", nogil=True, cache=True)
+def _guide_at(img, ring, colsum, guide, y):
+    # The guide's row y: the gray of BGR rows y-1..y+1 with a 3x3 mean (reflect-101 at the
+    # frame's edges, as cv2.blur), kept in a ring of three gray rows so that neither a
+    # full-resolution gray nor its blur is ever written. Called for y = 0, 1, ... in order:
+    # it grays row y+1 (rows 0 and 1 at y = 0). img: [H, W*3]; ring: [3, W]; colsum: [W] u16.
+    H = img.shape[0]
+    if y == 0:
+        _gray_row(ring[0], img[0])
+    if y + 1 < H:
+        _gray_row(ring[(y + 1) % 3], img[y + 1])
+    mid = ring[y % 3]
+    if H == 1:
+        up = dn = mid
+    elif y == 0:
+        up = dn = ring[1]
+    elif y == H - 1:
+        up = dn = ring[(y - 1) % 3]
+    else:
+        up = ring[(y - 1) % 3]
+        dn = ring[(y + 1) % 3]
+    _box_row(guide, colsum, up, mid, dn)
+
+
 @njit("void(u1[:, ::1], f4[:, ::1], f4[:, ::1], u1[:, ::1], u1[:, ::1], u2[::1], u1[::1])", nogil=True, cache=True)
 def _guided_rows_bgr(out, ah, bh, img, ring, colsum, guide):
-    # As _guided_rows, with the guide made here from the BGR frame img [H, W*3]: gray, then a
-    # 3x3 mean (it takes the sensor noise out of the guide, which would otherwise flicker the
-    # alpha along every edge), one row at a time in a ring of three gray rows, so neither a
-    # full-resolution gray nor its blur is ever written. ring: [3, W] u8; colsum: [W] u16;
-    # guide: [W] u8 scratch.
+    # As _guided_rows, with the guide made here from the BGR frame img [H, W*3] (_guide_at):
+    # the 3x3 mean takes the sensor noise out of the guide, which would otherwise flicker the
+    # alpha along every edge. guide: [W] u8 scratch.
     H = out.shape[0]
     h = ah.shape[0]
     sy = h / H
-    _gray_row(ring[0], img[0])
-    if H > 1:
-        _gray_row(ring[1], img[1])
     for y in range(H):
-        if y + 1 < H:
-            _gray_row(ring[(y + 1) % 3], img[y + 1])
-        mid = ring[y % 3]
-        if H == 1:
-            up = dn = mid
-        elif y == 0:
-            up = dn = ring[1]
-        elif y == H - 1:
-            up = dn = ring[(y - 1) % 3]
-        else:
-            up = ring[(y - 1) % 3]
-            dn = ring[(y + 1) % 3]
-        _box_row(guide, colsum, up, mid, dn)
+        _guide_at(img, ring, colsum, guide, y)
         y0, y1, f = _row_pair(y, sy, h)
         _guided_row(out[y], ah[y0], ah[y1], bh[y0], bh[y1], np.float32(f), guide)
+
+
+@njit("void(u1[:, ::1], u1[:, ::1], u1[:, ::1], f4[:, ::1], f4[:, ::1], u1[:, ::1], u1[:, ::1], u2[::1], u1[::1], "
+      "u1[::1])", nogil=True, cache=True)
+def _refine_blend_rows(out, alpha, img, ah, bh, bg, ring, colsum, guide, row):
+    # The guided upsampling (_guided_rows_bgr) and the blend in one pass over the frame: each
+    # row of img [H, W*3] is read once, while in L1, for its gray, its alpha and the blend, so
+    # a frame fresh from the decoder crosses the memory bus once instead of twice, and the
+    # full-resolution alpha is written only when the caller keeps it.
+    # out: [H, W*3]; alpha: [H, W] (kept) or [1, W] (a scratch row); ah, bh: [h, W] f32
+    # coefficients stretched to full width; bg: [H, W*3] the background row for row, [1, W*3]
+    # one row for all (a colour), or [hb, W*3] a low-resolution background stretched to full
+    # width, lerped between rows as cv2.resize INTER_LINEAR does. row: [W*3] scratch.
+    H = out.shape[0]
+    h = ah.shape[0]
+    hb = bg.shape[0]
+    sy = h / H
+    sb = hb / H
+    keep = alpha.shape[0] == H
+    for y in range(H):
+        _guide_at(img, ring, colsum, guide, y)
+        y0, y1, f = _row_pair(y, sy, h)
+        a = alpha[y] if keep else alpha[0]
+        _guided_row(a, ah[y0], ah[y1], bh[y0], bh[y1], np.float32(f), guide)
+        if hb == H:
+            _blend_row(out[y], img[y], bg[y], a)
+        elif hb == 1:
+            _blend_row(out[y], img[y], bg[0], a)
+        else:
+            b0, b1, fb = _row_pair(y, sb, hb)
+            w1 = np.uint16(int(fb * 256.0 + 0.5))
+            _lerp_row(row, bg[b0], bg[b1], w1, np.uint16(256) - w1)
+            _blend_row(out[y], img[y], row, a)
 
 
 @njit("void(u1[::1], u1[::1], u1[::1], u1[::1], u1[::1], u1[::1], u1[::1])", nogil=True, cache=True, fastmath=True)
@@ -254,8 +294,31 @@ def blend_upsample(out: np.ndarray, fg: np.ndarray, small_bg: np.ndarray, alpha:
     return out
 
 
+def _stretched(a_lo: np.ndarray, b_lo: np.ndarray, W: int, scratch: dict, fixed: bool):
+    """``a_lo``, ``b_lo`` ``[h, w]`` stretched to ``[h, W]`` f32 (width only: OpenCV's SIMD, h rows).
+    ``fixed``: the caller promises these arrays are not changed while it passes them again (the
+    frame contract for a matte's coefficients), so the stretch is reused until others come: a
+    matte arrives a few times a second, the frames 30 times."""
+    h = a_lo.shape[0]
+    if scratch.get("key") != (h, W):
+        scratch.update(key=(h, W), ah=np.empty((h, W), np.float32), bh=np.empty((h, W), np.float32),
+                       ring=np.empty((3, W), np.uint8), colsum=np.empty(W, np.uint16), guide=np.empty(W, np.uint8),
+                       src=None)
+    src = scratch["src"]
+    if not (fixed and src is not None and src[0] is a_lo and src[1] is b_lo):
+        cv2.resize(np.asarray(a_lo, np.float32), (W, h), dst=scratch["ah"], interpolation=cv2.INTER_LINEAR)
+        cv2.resize(np.asarray(b_lo, np.float32), (W, h), dst=scratch["bh"], interpolation=cv2.INTER_LINEAR)
+        scratch["src"] = (a_lo, b_lo) if fixed else None
+    return scratch["ah"], scratch["bh"]
+
+
+def _check_coef(a_lo: np.ndarray, b_lo: np.ndarray, name: str) -> None:
+    if a_lo.shape != b_lo.shape or a_lo.ndim != 2:
+        raise ValueError(f"{name}: a {a_lo.shape} and b {b_lo.shape} must be equal 2-D arrays")
+
+
 def guided_upsample(out: np.ndarray, a_lo: np.ndarray, b_lo: np.ndarray, guide: np.ndarray,
-                    scratch: dict | None = None) -> np.ndarray:
+                    scratch: dict | None = None, *, fixed: bool = False) -> np.ndarray:
     """Full-resolution ``[H, W] uint8`` alpha from low-resolution guided-filter coefficients:
     ``out = clip(a·g + b)`` with ``a``, ``b`` bilinearly upsampled and ``g`` the guide in [0, 1].
 
@@ -263,7 +326,7 @@ def guided_upsample(out: np.ndarray, a_lo: np.ndarray, b_lo: np.ndarray, guide: 
     the guide is its gray with a 3x3 mean, made row by row inside the kernel (what
     ``cv2.blur(cvtColor(frame, BGR2GRAY), (3, 3))`` gives, within a level, without writing
     either). ``scratch``: a dict this function fills with its buffers; pass the same one
-    back to reuse them.
+    back to reuse them. ``fixed``: see :func:`_stretched`.
     """
     if guide.dtype != np.uint8 or not guide.flags.c_contiguous or guide.ndim not in (2, 3) or (
             guide.ndim == 3 and guide.shape[2] != 3):
@@ -271,22 +334,57 @@ def guided_upsample(out: np.ndarray, a_lo: np.ndarray, b_lo: np.ndarray, guide: 
                          f"got {guide.shape} {guide.dtype}")
     if out.shape != guide.shape[:2] or out.dtype != np.uint8 or not out.flags.c_contiguous:
         raise ValueError(f"guided_upsample: out must be [H, W] uint8 matching guide {guide.shape[:2]}, got {out.shape} {out.dtype}")
-    if a_lo.shape != b_lo.shape or a_lo.ndim != 2:
-        raise ValueError(f"guided_upsample: a {a_lo.shape} and b {b_lo.shape} must be equal 2-D arrays")
+    _check_coef(a_lo, b_lo, "guided_upsample")
     H, W = out.shape
-    h = a_lo.shape[0]
     scratch = {} if scratch is None else scratch
-    if scratch.get("key") != (h, H, W):
-        scratch.update(key=(h, H, W), ah=np.empty((h, W), np.float32), bh=np.empty((h, W), np.float32),
-                       ring=np.empty((3, W), np.uint8), colsum=np.empty(W, np.uint16), guide=np.empty(W, np.uint8))
-    # Width first with OpenCV (SIMD, h rows only), height inside the kernel.
-    cv2.resize(np.asarray(a_lo, np.float32), (W, h), dst=scratch["ah"], interpolation=cv2.INTER_LINEAR)
-    cv2.resize(np.asarray(b_lo, np.float32), (W, h), dst=scratch["bh"], interpolation=cv2.INTER_LINEAR)
+    ah, bh = _stretched(a_lo, b_lo, W, scratch, fixed)  # height inside the kernel
     if guide.ndim == 2:
-        _guided_rows(out, scratch["ah"], scratch["bh"], guide)
+        _guided_rows(out, ah, bh, guide)
     else:
-        _guided_rows_bgr(out, scratch["ah"], scratch["bh"], guide.reshape(H, W * 3), scratch["ring"],
-                         scratch["colsum"], scratch["guide"])
+        _guided_rows_bgr(out, ah, bh, guide.reshape(H, W * 3), scratch["ring"], scratch["colsum"], scratch["guide"])
+    return out
+
+
+def refine_blend(out: np.ndarray, img: np.ndarray, a_lo: np.ndarray, b_lo: np.ndarray, bg: np.ndarray,
+                 alpha: np.ndarray | None = None, scratch: dict | None = None, *, fixed: bool = False) -> np.ndarray:
+    """:func:`guided_upsample` from the BGR frame ``img`` and the blend of ``img`` over ``bg`` with
+    that alpha, in one pass over the frame (the same result as the two calls, but the frame is
+    read once and the full-resolution alpha is written only into ``alpha``, if given).
+
+    ``bg``: ``[H, W, 3] uint8`` (an image), ``[3]`` (a BGR colour), or ``[h, w, 3] uint8`` of
+    another size (a low-resolution background, upsampled as :func:`blend_upsample` does).
+    ``alpha``: ``[H, W] uint8`` to keep the alpha in, or ``None``.
+    """
+    img = check_image(img, "img")
+    H, W = img.shape[:2]
+    if out.shape != img.shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
+        raise ValueError(f"refine_blend: out {out.shape} must match img {img.shape} (uint8, contiguous)")
+    if alpha is not None:
+        _check_alpha(alpha, img.shape)
+    _check_coef(a_lo, b_lo, "refine_blend")
+    scratch = {} if scratch is None else scratch
+    ah, bh = _stretched(a_lo, b_lo, W, scratch, fixed)
+    bg = np.asarray(bg)
+    if bg.dtype != np.uint8:
+        raise ValueError(f"refine_blend: bg must be uint8, got {bg.dtype}")
+    if bg.shape == (3,):
+        if scratch.get("color_key") != (W, bg.tobytes()):
+            scratch.update(color_key=(W, bg.tobytes()), color_row=np.tile(bg, W).reshape(1, W * 3))
+        rows = scratch["color_row"]
+    elif bg.shape == img.shape:
+        rows = check_image(bg, "bg").reshape(H, W * 3)
+    else:
+        bg = check_image(bg, "bg")
+        hb = bg.shape[0]
+        if scratch.get("bg_key") != (hb, W):
+            scratch.update(bg_key=(hb, W), bg_rows=np.empty((hb, W * 3), np.uint8))
+        cv2.resize(bg, (W, hb), dst=scratch["bg_rows"].reshape(hb, W, 3), interpolation=cv2.INTER_LINEAR)
+        rows = scratch["bg_rows"]  # H rows or one row: the kernel's row-for-row cases are right for them too
+    if "row" not in scratch or scratch["row"].shape[0] != W * 3:
+        scratch.update(row=np.empty(W * 3, np.uint8), alpha_row=np.empty((1, W), np.uint8))
+    _refine_blend_rows(out.reshape(H, W * 3), scratch["alpha_row"] if alpha is None else alpha,
+                       img.reshape(H, W * 3), ah, bh, rows, scratch["ring"], scratch["colsum"], scratch["guide"],
+                       scratch["row"])
     return out
 
 
@@ -309,3 +407,4 @@ def warm() -> None:
     blend_edge(img.copy(), img, img, img, img, a, a)
     guided_upsample(a.copy(), lo, lo, a)
     guided_upsample(a.copy(), lo, lo, img)
+    refine_blend(img.copy(), img, lo, lo, img[:2, :2].copy())

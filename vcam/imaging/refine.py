@@ -39,13 +39,18 @@ class Refiner:
     def refine(self, image: np.ndarray, matte: np.ndarray, out: np.ndarray,
                coef: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """``coef``: coefficients from :meth:`coefficients`, when already fitted (once per matte)."""
+        a, b = self.pair(image, matte, coef)
+        return kernels.guided_upsample(out, a, b, image, self._scratch, fixed=coef is not None)
+
+    def pair(self, image: np.ndarray, matte: np.ndarray,
+             coef: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``(a, b)`` the kernels apply: ``coef`` (fitted once per matte), fitted here when
+        ``None``, or ``a = 0, b = matte`` (plain bilinear upsampling) when refinement is off."""
         if not self.cfg.enabled:
-            # Plain bilinear upsampling: a = 0, b = matte.
             if self._zeros is None or self._zeros.shape != matte.shape:
                 self._zeros = np.zeros(matte.shape, np.float32)
-            return kernels.guided_upsample(out, self._zeros, matte, image, self._scratch)
-        a, b = coef if coef is not None else self.coefficients(image, matte)
-        return kernels.guided_upsample(out, a, b, image, self._scratch)
+            return self._zeros, matte
+        return coef if coef is not None else self.coefficients(image, matte)
 
     def coefficients(self, image: np.ndarray, matte: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Guided-filter coefficients at matte resolution, for a guide in [0, 1].
