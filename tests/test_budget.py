@@ -94,6 +94,7 @@ def test_budget_below_the_pipelines_own_floor_is_said():
     mean, hz, _, _ = simulate(gov, 20, cost=lambda lv: 0.008 if lv.model == "lite" else 0.09 * lv.cost, other=0.35)
     st = gov.status()
     assert st["below_floor"] and st["other_cores"] == pytest.approx(0.35, abs=0.03) and gov.level.label == "lite"
+    assert "leaves nothing" in st["why"], st["why"]  # not "0.0 Hz fit the budget"
     assert hz > 0  # a matte still comes now and then (max_gap), so the picture follows the person
     ok = budget.Governor(0.6, *budget.ladder("modnet", 224, lite=True))
     simulate(ok, 20, cost=lambda lv: 0.008 if lv.model == "lite" else 0.09 * lv.cost, other=0.2)

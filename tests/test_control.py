@@ -96,6 +96,46 @@ def test_command_applies_within_two_frames_and_no_frame_is_skipped(running, reco
     assert gaps.max() < 2.0 / FPS, gaps.max()
 
 
+def test_model_switch_keeps_the_old_matte_until_the_new_model_has_run(running, caplog, monkeypatch):
+    """`model lite` while running: the new model runs once on the last frame before it is swapped in,
+    so a slow first inference (a cold start: a delegate created, caches empty; here 1.5 s, longer
+    than the 1 s after which an old matte fails closed) never shows as a fully blurred output."""
+    pytest.importorskip("ai_edge_litert", reason="--model lite needs the lite extra: pip install -e '.[lite]'")
+    import vcam.live.pipeline as live_pipeline
+
+    real_create = live_pipeline.create_matter
+
+    def cold_create(cfg):
+        matter = real_create(cfg)
+        infer, calls = matter.infer, []
+
+        def slow_first(image):
+            if not calls:
+                time.sleep(1.5)
+            calls.append(1)
+            return infer(image)
+
+        matter.infer = slow_first
+        return matter
+
+    monkeypatch.setattr(live_pipeline, "create_matter", cold_create)
+    r = running()
+    seen = []
+    r.pipe.output.taps.append(lambda comp: seen.append(comp.matte_seq))
+    time.sleep(0.3)
+    with caplog.at_level(logging.WARNING, logger="vcam"):
+        reply = send_command(["model", "lite"])
+        assert reply["ok"] and reply["model"] == "lite", reply
+        n_switch = len(seen)
+        time.sleep(2.5)
+    assert r.pipe.matting.unit.matter.name == "lite"
+    after = seen[n_switch:]
+    assert len(after) > 2 * FPS, len(after)  # the output kept going
+    assert -1 not in seen, "a composite failed closed during the switch"
+    assert max(after) > seen[n_switch - 1]  # and the new model's mattes arrived
+    assert not [m for m in caplog.messages if "fully blurred" in m]
+
+
 def test_status_and_ctl_cli(running, capsys):
     running()
     assert main(["ctl", "status"]) == 0

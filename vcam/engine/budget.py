@@ -223,8 +223,12 @@ class Governor:
             if now - self._low_since >= self.hold_down:
                 below = range(self.index + 1, len(self.levels))
                 target = next((i for i in below if self.sustained_hz(i) >= self.floor_hz), below[-1])
-                return self._move(target, now, f"{hz:.1f} Hz fit the budget at {self.level.label}, below "
-                                               f"{self.floor_hz:g} Hz")
+                if self.matting_cores > 0:
+                    why = f"{hz:.1f} Hz fit the budget at {self.level.label}, below {self.floor_hz:g} Hz"
+                else:  # "0.0 Hz fit" would read as if nothing had been measured
+                    why = (f"capture and compositing take {self.other:.2f} of the {self.budget:g} cores, which "
+                           f"leaves nothing to fit the budget at {self.level.label}")
+                return self._move(target, now, why)
             return None
         self._low_since = None
         if self.index == 0 or starved:

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..core.frames import Composite, Frame, Matte
 from ..core.stats import Timings
+from ..errors import ModelError, VcamError
 from ..imaging.alpha import mask_iou
 from ..imaging.compositor import Compositor
 from ..imaging.refine import Refiner, small_gray
@@ -210,9 +211,28 @@ class MattingUnit:
         if model == matter.name and matter.resize(input_size):
             self.swap()  # the temporal filter restarts at the new matte size
             return None
-        new = create_matter(dataclasses.replace(matter.cfg, model=model, input_size=input_size))
+        new = self.prepare(create_matter(dataclasses.replace(matter.cfg, model=model, input_size=input_size)))
         self.swap(matter=new)
         return new
+
+    def prepare(self, matter):
+        """Run a newly loaded model once on the last frame, in the caller's thread, before it is
+        swapped in: its first inference (graph set-up, a delegate's creation, first-call
+        allocations) can take several of its usual times, and while it runs the old model's
+        matte would age past the point where the output fails closed. A model that fails here
+        raises :class:`ModelError` and the old one stays."""
+        frame = self.last_frame
+        if frame is not None:
+            try:
+                matter.infer(frame.image)
+            except VcamError:
+                raise
+            except Exception as e:
+                raise ModelError(f"{matter.name} failed on its first frame ({type(e).__name__}: {e}); "
+                                 f"staying with {self.matter.name}") from None
+            finally:
+                matter.reset()  # a recurrent model starts the live run from a clean state
+        return matter
 
     def swap(self, matter=None, smoother: Smoother | None = None):
         """Switch the model and/or the temporal filter while running; returns the old matter

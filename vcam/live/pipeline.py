@@ -98,7 +98,7 @@ class Pipeline:
     def switch_model(self, matting_cfg: MattingConfig) -> None:
         """Load another model (or the same with new settings) and swap it in; the old one keeps
         serving until the new one is ready, so the output never stalls."""
-        new = create_matter(matting_cfg)
+        new = self.matting.unit.prepare(create_matter(matting_cfg))
         if not new.stateless and self.matting.threads > 1:
             log.info("%s is recurrent: its inferences run one at a time", matting_cfg.model)
         self.matting.swap(matter=new, max_hz=matting_cfg.max_hz)
