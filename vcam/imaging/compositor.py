@@ -297,24 +297,23 @@ class Compositor:
             else:
                 self.fail_blur(img, None, out)
             have_matte = False
+        elif have_matte and look.mode.fuses:
+            # Refinement and blend in one pass over the frame; the alpha is written only if kept.
+            a, b = self.refiner.pair(img, matte.alpha, matte.coef)
+            alpha = self._alpha.get() if keep_alpha else None
+            look.mode.compose_refined(self, img, a, b, out, matte.alpha, alpha)
         else:
-            if have_matte and look.mode.fuses:
-                # Refinement and blend in one pass over the frame; the alpha is written only if kept.
-                a, b = self.refiner.pair(img, matte.alpha, matte.coef)
-                alpha = self._alpha.get() if keep_alpha else None
-                look.mode.compose_refined(self, img, a, b, out, matte.alpha, alpha)
+            if have_matte and (look.mode.uses_matte or keep_alpha):
+                # The guide is the frame's gray with a 3x3 mean (made inside the kernel): the
+                # mean takes the sensor noise out (it would otherwise flicker the alpha along
+                # every edge) and moves edges by less than a pixel.
+                alpha = self.refiner.refine(img, matte.alpha, self._alpha.get(), matte.coef)  # [H, W] u8
+            if not look.mode.uses_matte:
+                look.mode.compose(self, img, None, out, img, None)
+            elif not have_matte:
+                self.fail_blur(img, None, out)  # fail closed: never the raw room
             else:
-                if have_matte and (look.mode.uses_matte or keep_alpha):
-                    # The guide is the frame's gray with a 3x3 mean (made inside the kernel): the
-                    # mean takes the sensor noise out (it would otherwise flicker the alpha along
-                    # every edge) and moves edges by less than a pixel.
-                    alpha = self.refiner.refine(img, matte.alpha, self._alpha.get(), matte.coef)  # [H, W] u8
-                if not look.mode.uses_matte:
-                    look.mode.compose(self, img, None, out, img, None)
-                elif not have_matte:
-                    self.fail_blur(img, None, out)  # fail closed: never the raw room
-                else:
-                    self.compose(img, alpha, out, weight=matte.alpha, look=look)
+                self.compose(img, alpha, out, weight=matte.alpha, look=look)
         if keep_alpha and alpha is None:
             alpha = np.zeros((H, W), np.uint8)  # no matte: everything is background
         if cfg.mirror:
