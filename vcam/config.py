@@ -80,6 +80,7 @@ class RefineConfig:
     enabled: bool = _f(True, doc="guided-filter upsampling of the matte against the full-resolution frame")
     radius: int = _f(2, lo=1, hi=32, doc="guided filter radius, in matte pixels")
     eps: float = _f(0.002, lo=1e-6, hi=1.0, doc="guided filter regularisation")
+    follow: bool = _f(True, doc="between mattes, track the person (at matte resolution) and move the held matte with them")
 
 
 @dataclass(frozen=True, kw_only=True)

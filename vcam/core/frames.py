@@ -50,6 +50,9 @@ class Matte:
     # Guided-filter coefficients (a, b), each [h, w] float32, fitted against the
     # frame the matte came from; the compositor applies them to every newer frame.
     coef: tuple[np.ndarray, np.ndarray] | None = None
+    # That frame's gray at matte resolution, [h, w] uint8: the compositor tracks the person's
+    # motion from it to each newer frame and moves the matte along (vcam.imaging.follow).
+    guide: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from ..core.stats import Timings
 from ..errors import ModelError, VcamError
 from ..imaging.alpha import mask_iou
 from ..imaging.compositor import Compositor
+from ..imaging.follow import is_still, track_gray
 from ..imaging.refine import Refiner, small_gray
 from ..imaging.smoothing import Smoother
 from ..models.matting import create as create_matter
@@ -32,9 +33,6 @@ class StillDetector:
     when the last inference is ``max_age`` s old. Compared with the last *inferred* frame, so slow
     drift adds up until it counts."""
 
-    level = 4  # gray levels, after the 3x3 mean (sensor noise is about 1 there)
-    fraction = 0.002  # of the matte's pixels: a 13x13 patch of a 224x384 matte
-
     def __init__(self, max_age: float):
         self.max_age = max_age
         self._guide: np.ndarray | None = None
@@ -45,8 +43,7 @@ class StillDetector:
         g = self._guide
         if g is None or g.shape != guide.shape or t - self._t >= self.max_age:
             return False
-        moved = cv2.blur(cv2.absdiff(guide, g), (3, 3)) > self.level
-        return np.count_nonzero(moved) <= self.fraction * moved.size
+        return is_still(guide, g)
 
     def inferred(self, guide: np.ndarray, t: float) -> None:
         self._guide, self._t = guide, t
@@ -156,7 +153,8 @@ class MattingUnit:
                     self._last_seq = frame.seq
                     self.last_frame = frame
                     self.reused += 1
-                    return Matte(alpha=last.alpha, seq=frame.seq, t_capture=frame.t_capture, coef=last.coef)
+                    return Matte(alpha=last.alpha, seq=frame.seq, t_capture=frame.t_capture, coef=last.coef,
+                                 guide=last.guide)  # the picture is still: the matte's own frame stays its guide
         t0 = time.perf_counter()
         if matter.stateless:
             raw = self._infer(matter, frame)  # [h, w] f32; outside the lock, threads run in parallel
@@ -180,7 +178,9 @@ class MattingUnit:
         # Fit the refinement once per matte, against the frame it came from (cheap at
         # matte resolution); the compositor only applies it at the full frame rate.
         coef = self.refiner.coefficients(guide, alpha) if self.refiner is not None else None
-        matte = Matte(alpha=alpha, seq=frame.seq, t_capture=frame.t_capture, coef=coef)
+        # The compositor moves this matte with the person until the next one (vcam.imaging.follow).
+        track = track_gray(frame.image, alpha.shape) if self.refiner is not None and self.refiner.cfg.follow else None
+        matte = Matte(alpha=alpha, seq=frame.seq, t_capture=frame.t_capture, coef=coef, guide=track)
         with self._lock:
             self.timings.add((time.perf_counter() - t0) * 1e3)
             if self.still is not None and matter is self.matter:

@@ -20,6 +20,7 @@ from ..core.frames import Composite, Frame, Matte
 from ..errors import ConfigError
 from . import kernels
 from .background import Blur, color_bgr, list_backgrounds, open_background, pause_card
+from .follow import MatteFollower, track_gray
 from .refine import Refiner
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,7 @@ def _mode(cfg: CompositorConfig, background, color: np.ndarray, blur: Blur):
 class Compositor:
     def __init__(self, cfg: CompositorConfig, refine: RefineConfig = RefineConfig()):
         self.refiner = Refiner(refine)
+        self.follower = MatteFollower() if refine.follow and refine.enabled else None
         self._size = None
         self.fail_blur = Blur(100)
         self._est_blur = Blur(25)  # the old room behind the person's border, for decontamination
@@ -279,6 +281,16 @@ class Compositor:
         w = np.clip(m * outside * (2.0 * strength), 0.0, 1.0)
         cv2.resize((w * 255).astype(np.uint8), (W, H), dst=self._wrap, interpolation=cv2.INTER_LINEAR)
 
+    def follow(self, matte: Matte, img: np.ndarray) -> Matte:
+        """``matte`` moved with the person from its own frame onto ``img`` (the same matte when it
+        is this frame's, carries no guide, or the motion is unknown): :mod:`vcam.imaging.follow`."""
+        g = matte.guide
+        if self.follower is None or g is None or g.shape != matte.alpha.shape:
+            return matte
+        gray = track_gray(img, g.shape)  # [h, w] u8, the current frame at matte resolution
+        alpha, coef, moved = self.follower.follow(matte.alpha, matte.coef, g, gray)
+        return replace(matte, alpha=alpha, coef=coef) if moved else matte
+
     def render(self, frame: Frame, matte: Matte | None, *, keep_alpha: bool = False) -> Composite:
         """Composite ``frame`` with ``matte`` (``None``: no matte yet → fail closed)."""
         look = self.look  # one snapshot per frame: a live change applies from the next frame
@@ -289,6 +301,8 @@ class Compositor:
         out = self._out.get()
         alpha = None
         have_matte = matte is not None and matte.alpha is not None
+        if have_matte and not cfg.paused and matte.seq != frame.seq:
+            matte = self.follow(matte, img)
         if cfg.paused:
             if cfg.pause_style == "card":
                 if self._card is None:
