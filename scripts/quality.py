@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -38,32 +36,10 @@ sys.path.insert(0, str(ROOT))
 
 from vcam.cli.bench import parse_variant  # noqa: E402
 from vcam.config import Config  # noqa: E402
-from vcam.engine.lockstep import run_lockstep  # noqa: E402
-from vcam.engine.parts import Parts  # noqa: E402
-from vcam.imaging import smoothing  # noqa: E402
-from vcam.imaging.compositor import Compositor  # noqa: E402
-from vcam.media.sources import Source  # noqa: E402
 from vcam.models.matting import create as create_matter  # noqa: E402
+from vcam.offline.quality import bf_score, dtssd, iou, lockstep_alphas, moving_clip, noisy  # noqa: E402
 
 EVAL = ROOT.parent / "shared" / "eval" / "portraits"
-
-
-class ListSource(Source):
-    kind = "list"
-
-    def __init__(self, frames, fps=30.0):
-        self.frames, self.fps, self.i = frames, fps, 0
-        self.frame_count = len(frames)
-
-    def read(self):
-        if self.i >= len(self.frames):
-            return None
-        self.i += 1
-        return self.frames[self.i - 1]
-
-    def rewind(self):
-        self.i = 0
-        return True
 
 
 def recipes() -> dict[str, Config]:
@@ -93,60 +69,12 @@ def run_frames(cfg: Config, frames: list[np.ndarray]) -> tuple[list[np.ndarray],
 
     The model session is loaded once per recipe; smoother and compositor are new for every
     clip, and the model's recurrent state (RVM) is reset, as on a source change."""
-    cfg = cfg.replace(compositor={"mode": "color"}, output={"virtualcam": False})
     key = repr(cfg.matting)
     if key not in _MATTERS:
         _MATTERS[key] = create_matter(cfg.matting)
-    matter = _MATTERS[key]
-    matter.reset()
-    parts = Parts(ListSource(frames), matter, smoothing.create(cfg.smoothing), Compositor(cfg.compositor, cfg.refine), [])
-    out: list[np.ndarray] = []
     t0 = time.perf_counter()
-    run_lockstep(parts, keep_alpha=True, on_composite=lambda comp, frame: out.append(comp.alpha), close=False,
-                 matting_hz=MATTING_HZ, reuse_still=cfg.matting.reuse_still, reuse_max_age=cfg.matting.reuse_max_age,
-                 crop=cfg.matting.crop)
-    dt = (time.perf_counter() - t0) / max(1, len(frames))
-    return [a.astype(np.float32) / 255.0 for a in out], dt
-
-
-def boundary(mask: np.ndarray) -> np.ndarray:
-    m = mask.astype(np.uint8)
-    return (m - cv2.erode(m, np.ones((3, 3), np.uint8))) > 0
-
-
-def bf_score(pred: np.ndarray, gt: np.ndarray) -> float:
-    """DAVIS boundary F-measure, tolerance 0.8 % of the image diagonal."""
-    tol = max(1, int(math.ceil(0.008 * math.hypot(*gt.shape))))
-    pb, gb = boundary(pred), boundary(gt)
-    if not pb.any() and not gb.any():
-        return 1.0
-    if not pb.any() or not gb.any():
-        return 0.0
-    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * tol + 1, 2 * tol + 1))
-    gd = cv2.dilate(gb.astype(np.uint8), disk) > 0
-    pd = cv2.dilate(pb.astype(np.uint8), disk) > 0
-    precision = (pb & gd).sum() / pb.sum()
-    recall = (gb & pd).sum() / gb.sum()
-    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
-
-
-def iou(pred: np.ndarray, gt: np.ndarray) -> float:
-    u = (pred | gt).sum()
-    return 1.0 if u == 0 else (pred & gt).sum() / u
-
-
-def sway(t: float, w: int, h: int) -> np.ndarray:
-    """The webcam-like sway at time t (s): ±4 % translation, ±3 % zoom, as a 2x3 affine."""
-    dx = 0.04 * w * math.sin(2 * math.pi * t / 2.3)
-    dy = 0.04 * h * math.sin(2 * math.pi * t / 3.1 + 1.0)
-    s = 1.0 + 0.03 * math.sin(2 * math.pi * t / 2.7 + 0.5)
-    M = cv2.getRotationMatrix2D((w / 2, h / 2), 0.0, s)
-    M[:, 2] += (dx, dy)
-    return M
-
-
-def noisy(img: np.ndarray, rng, sigma: float = 4.0) -> np.ndarray:
-    return np.clip(img + rng.normal(0, sigma, img.shape), 0, 255).astype(np.uint8)
+    out = lockstep_alphas(cfg, _MATTERS[key], frames, MATTING_HZ)
+    return out, (time.perf_counter() - t0) / max(1, len(frames))
 
 
 def load(limit: int):
@@ -178,16 +106,11 @@ def evaluate(cfg: Config, data, clips: int, frames: int, seed: int = 0) -> dict:
         static = [noisy(img, rng) for _ in range(frames)]
         alphas, _ = run_frames(cfg, static)
         r["flicker"].append(1000 * float(np.mean([np.abs(alphas[i] - alphas[i - 1]).mean() for i in range(1, frames)])))
-        mv, mg = [], []
-        for i in range(frames):
-            M = sway(i / 30.0, w, h)
-            mv.append(noisy(cv2.warpAffine(img, M, (w, h), borderMode=cv2.BORDER_REFLECT), rng))
-            mg.append(cv2.warpAffine(gt, M, (w, h), borderMode=cv2.BORDER_REFLECT).astype(np.float32) / 255)
+        mv, mg = moving_clip(img, gt, frames, rng)
         alphas, _ = run_frames(cfg, mv)
         r["m_iou"].append(np.mean([iou(a >= 0.5, g >= 0.5) for a, g in zip(alphas, mg)]))
         r["m_bf"].append(np.mean([bf_score(a >= 0.5, g >= 0.5) for a, g in zip(alphas, mg)]))
-        r["dtssd"].append(100 * float(np.mean([
-            np.sqrt(np.mean(((alphas[i] - alphas[i - 1]) - (mg[i] - mg[i - 1])) ** 2)) for i in range(1, frames)])))
+        r["dtssd"].append(dtssd(alphas, mg))
     return {k: float(np.mean(v)) if v else float("nan") for k, v in r.items()}
 
 

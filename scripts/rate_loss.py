@@ -26,15 +26,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
 
-from quality import ListSource, bf_score, iou  # noqa: E402
+from vcam.offline.quality import bf_score, iou, lockstep_alphas  # noqa: E402
 from vcam.cli.bench import parse_variant  # noqa: E402
 from vcam.config import Config  # noqa: E402
-from vcam.engine.lockstep import run_lockstep  # noqa: E402
-from vcam.engine.parts import Parts  # noqa: E402
-from vcam.imaging import smoothing  # noqa: E402
-from vcam.imaging.compositor import Compositor  # noqa: E402
 from vcam.models.matting import create as create_matter  # noqa: E402
 
 CLIPS = ROOT.parent / "shared" / "eval" / "clips"
@@ -56,14 +51,7 @@ def read(path: Path, n: int, height: int) -> list[np.ndarray]:
 
 
 def alphas(cfg: Config, matter, frames, hz: float) -> list[np.ndarray]:
-    cfg = cfg.replace(compositor={"mode": "color"})
-    matter.reset()
-    parts = Parts(ListSource(frames), matter, smoothing.create(cfg.smoothing), Compositor(cfg.compositor, cfg.refine), [])
-    out: list[np.ndarray] = []
-    run_lockstep(parts, keep_alpha=True, on_composite=lambda comp, frame: out.append(comp.alpha >= 128), close=False,
-                 matting_hz=hz, reuse_still=cfg.matting.reuse_still, reuse_max_age=cfg.matting.reuse_max_age,
-                 crop=cfg.matting.crop)
-    return out
+    return [a >= 0.5 for a in lockstep_alphas(cfg, matter, frames, hz)]
 
 
 def main() -> None:

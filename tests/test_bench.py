@@ -60,3 +60,38 @@ def test_auto_falls_back_to_lite_where_modnet_cannot_keep_up(monkeypatch):
     monkeypatch.setattr(bench, "run_one", run)
     cand, rows, why = bench.auto((1280, 720), 30, 5, None)
     assert cand == {"model": "lite"} and "lite" in why and "0.36 cores" in why
+
+
+def test_quality_at_the_rate_each_run_reached(monkeypatch):
+    """The clips bench's second table: each vcam run's final model (as its budget chose it) at
+    the rate it reached, on generated full-body clips with true masks; peers get no row."""
+    pytest.importorskip("ai_edge_litert", reason="pip install 'vcam[lite]'")
+    import functools
+
+    from vcam.offline import quality
+
+    monkeypatch.setattr(quality, "moving_quality",
+                        functools.partial(quality.moving_quality, poses=1, frames=20, size=(480, 320)))
+    stats = {"matting_hz": 3.0, "model": "modnet", "input_size": 224, "budget": {"chosen": "lite"}}
+    rows = [("talk.mp4", "vcam default", stats), ("talk.mp4", "peer recipe: lfbw", {"matting_hz": 20.0})]
+    q = bench.rate_quality(rows, None, {"vcam default": {}})
+    assert list(q) == [("talk.mp4", "vcam default")]
+    r = q[("talk.mp4", "vcam default")]
+    assert r["model"] == "lite" and r["hz"] == 3.0
+    assert r["at_rate"]["iou"] > 0.85 and r["every_frame"]["iou"] > 0.85 and r["at_rate"]["dtssd"] > 0
+    text = bench.quality_table(rows, q)
+    assert f"| talk.mp4 | vcam default | lite | 3 | {r['at_rate']['iou']:.3f} |" in text and "lfbw" not in text
+
+
+def test_a_held_matte_that_follows_the_person_keeps_the_moving_quality():
+    """At 3 mattes a second on a swaying full-body picture, following the person between mattes
+    keeps the matte on them; without it the matte trails by up to a third of a second."""
+    pytest.importorskip("ai_edge_litert", reason="pip install 'vcam[lite]'")
+    from vcam.config import Config
+    from vcam.offline.quality import moving_quality
+
+    cfg = Config().replace(matting={"model": "lite"})
+    follow = moving_quality(cfg, 3.0, poses=1, frames=30, size=(480, 320))
+    held = moving_quality(cfg.replace(refine={"follow": False}), 3.0, poses=1, frames=30, size=(480, 320))
+    assert follow["iou"] > held["iou"] + 0.1 and follow["bf"] > held["bf"] + 0.1
+    assert follow["dtssd"] < held["dtssd"]

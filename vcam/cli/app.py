@@ -180,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--peers", action="store_true",
                    help="also run the peers' recipes (scripts/peers.py in a source checkout: LFBW, MODNet-in-a-worker)")
     b.add_argument("--no-kernels", action="store_true", help="skip the kernel/bandwidth measurements")
+    b.add_argument("--no-quality", action="store_true",
+                   help="with --source/--peers/--budgets: skip vcam's matte quality at the rate each run reached")
     b.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     b.add_argument("--config", metavar="FILE", help="base config for every run")
 

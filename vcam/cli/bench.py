@@ -22,6 +22,7 @@ import yaml
 
 from .. import sample
 from ..config import CompositorConfig, Config, RefineConfig, load_yaml, merge, user_config_path
+from ..config import load as load_config
 from ..core.frames import Frame, Matte
 from ..errors import ConfigError
 from ..imaging import kernels
@@ -261,10 +262,11 @@ def clips_bench(a) -> list:
     sources = a.source or ["sample"]
     budgets = [b.strip() for b in (a.budgets or "").split(",") if b.strip()]
     rows, out = [], []
+    configs = [("vcam default", {})] + [(f"vcam {v}", _unbudgeted(parse_variant(v))) for v in a.variant]
+    configs += [(f"vcam --cpu-budget {b}", {"run": {"cpu_budget": b}}) for b in budgets]
+    layers = dict(configs)
     for src in sources:
         clip = Path(src).name if src != "sample" else "sample"
-        configs = [("vcam default", {})] + [(f"vcam {v}", _unbudgeted(parse_variant(v))) for v in a.variant]
-        configs += [(f"vcam --cpu-budget {b}", {"run": {"cpu_budget": b}}) for b in budgets]
         for name, layer in configs:
             s = run_one(size, a.fps, a.seconds, layer, a.config, source=src)
             rows.append((clip, name, s))
@@ -278,9 +280,63 @@ def clips_bench(a) -> list:
                 rows.append((clip, s["recipe"], s))
                 print(f"  {clip}: {s['recipe']}: {s['output_fps']} fps, {s['cpu_cores']} cores", file=sys.stderr)
     print(peers_table(rows))
+    quality = {} if getattr(a, "no_quality", False) else rate_quality(rows, a.config, layers)
+    if quality:
+        print("\n" + quality_table(rows, quality))
     for clip, name, s in rows:
-        out.append({"clip": clip, "recipe": name, "stats": s})
+        out.append({"clip": clip, "recipe": name, "stats": s, **({"quality": quality[(clip, name)]}
+                                                                 if (clip, name) in quality else {})})
     return out
+
+
+def _reached(s: dict, layer: dict, config: str | None) -> tuple[Config, float]:
+    """The configuration a vcam run ended on (its variant, and the model and input size its CPU
+    budget chose) and the matting rate it reached."""
+    cfg = merge(load_config(config), layer, "--variant")  # as the run had it: user config < --config < variant
+    chosen = (s.get("budget") or {}).get("chosen") or f"{s['model']}@{s['input_size']}"
+    model, _, size = chosen.partition("@")
+    cfg = cfg.replace(matting={"model": model, **({"input_size": int(size)} if size else {})})
+    return cfg, float(s["matting_hz"])
+
+
+def rate_quality(rows, config: str | None, layers: dict) -> dict:
+    """vcam's matte quality at the rate each of its runs reached (and with a matte every frame,
+    for reference), on moving clips of the shipped generated full-body pictures with true masks
+    (:func:`vcam.offline.quality.moving_quality`)."""
+    from ..models.matting import create as create_matter
+    from ..offline.quality import moving_quality
+
+    out: dict = {}
+    for clip, name, s in rows:
+        if name.startswith("peer") or not s.get("matting_hz"):
+            continue
+        cfg, hz = _reached(s, layers.get(name, {}), config)
+        print(f"  {clip}: {name}: matte quality at {hz:g} Hz",
+              file=sys.stderr)
+        matter = create_matter(cfg.matting)
+        try:
+            out[(clip, name)] = {"model": cfg.matting.model, "input_size": cfg.matting.input_size, "hz": hz,
+                                 "at_rate": moving_quality(cfg, hz, matter=matter),
+                                 "every_frame": moving_quality(cfg, 0.0, matter=matter)}
+        finally:
+            matter.close()
+    return out
+
+
+def quality_table(rows, quality: dict) -> str:
+    head = ("| clip | recipe | model | matting Hz | moving IoU | moving BF | moving dtSSD | "
+            "every frame: IoU / BF / dtSSD |")
+    lines = ["Matte quality at the rate reached (generated full-body pictures swaying ±4 %, true masks; "
+             "`vcam process --matting-hz`):", head, "|" + "---|" * (head.count("|") - 1)]
+    for clip, name, _s in rows:
+        q = quality.get((clip, name))
+        if q is None:
+            continue
+        r, e = q["at_rate"], q["every_frame"]
+        model = q["model"] if q["model"] == "lite" else f"{q['model']}@{q['input_size']}"
+        lines.append(f"| {clip} | {name} | {model} | {q['hz']:g} | {r['iou']:.3f} | {r['bf']:.3f} | {r['dtssd']:.2f} | "
+                     f"{e['iou']:.3f} / {e['bf']:.3f} / {e['dtssd']:.2f} |")
+    return "\n".join(lines)
 
 
 def main(a) -> int:
