@@ -228,7 +228,9 @@ class Pipeline:
             "frames": {"captured": cap.frames, "matted": matted, "composited": comp.unit.timings.count,
                        "sent": o.sent, "repeated": o.repeats, "matting_errors": m.errors,
                        "mattes_withheld": m.withheld, "mattes_reused": m.unit.reused,
-                       "mattes_cropped": m.unit.crop.crops if m.unit.crop is not None else 0},
+                       "mattes_cropped": m.unit.crop.crops if m.unit.crop is not None else 0,
+                       # composites whose held matte was moved with the person (vcam.imaging.follow)
+                       "composites_followed": f.moved if (f := comp.unit.compositor.follower) is not None else 0},
             "dropped": {"matting stale": m.unit.stale, "capture→matting": self.m_frames.drops,
                         "capture→compositor": self.c_frames.drops, "compositor→output": self.comps.drops},
             "stage_ms": {"capture": cap.timings.summary(), "matting": m.unit.timings.summary(),
