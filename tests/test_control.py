@@ -120,17 +120,23 @@ def test_model_switch_keeps_the_old_matte_until_the_new_model_has_run(running, c
 
     monkeypatch.setattr(live_pipeline, "create_matter", cold_create)
     r = running()
-    seen = []
-    r.pipe.output.taps.append(lambda comp: seen.append(comp.matte_seq))
+    seen, times = [], []
+    r.pipe.output.taps.append(lambda comp: (seen.append(comp.matte_seq), times.append(time.monotonic())))
     time.sleep(0.3)
     with caplog.at_level(logging.WARNING, logger="vcam"):
-        reply = send_command(["model", "lite"])
+        n_ask, t_ask = len(seen), time.monotonic()
+        reply = send_command(["model", "lite"])  # returns once the new model is in (after its 1.5 s first run)
         assert reply["ok"] and reply["model"] == "lite", reply
-        n_switch = len(seen)
+        n_switch, t_switch = len(seen), time.monotonic()
         time.sleep(2.5)
     assert r.pipe.matting.unit.matter.name == "lite"
     after = seen[n_switch:]
-    assert len(after) > 2 * FPS, len(after)  # the output kept going
+    # The output kept going, during the new model's first run and after it: no stall, and the
+    # rate after the switch as before it (measured in this run: a busy machine is slower throughout).
+    rate_loading = (n_switch - n_ask) / (t_switch - t_ask)
+    rate_after = (len(times) - n_switch) / (times[-1] - t_switch)
+    assert rate_after > 0.7 * rate_loading, (rate_loading, rate_after)
+    assert np.diff(times[n_ask:]).max() < 0.5, np.diff(times[n_ask:]).max()
     assert -1 not in seen, "a composite failed closed during the switch"
     assert max(after) > seen[n_switch - 1]  # and the new model's mattes arrived
     assert not [m for m in caplog.messages if "fully blurred" in m]

@@ -96,13 +96,14 @@ class Governor:
     hold_down = 1.0  # s below floor_hz before stepping down
     hold_up = 6.0  # s with room to spare before stepping up
     headroom = 0.97  # aim a little under the budget (the mean must not exceed it)
-    max_gap = 0.5  # s: an inference may always start this long after the last one (mattes older than
-    #               matting.max_age fail closed to a fully blurred frame; the ladder then steps down)
+    max_gap_cap = 0.5  # s: an inference may always start this long after the last one, or sooner (max_gap)
     settle = 3.0  # s after the start before the ladder moves (loading and first-frame compiles cost CPU)
 
     def __init__(self, budget: float, levels: list[Level], start: int = 0, *, ceiling_hz: float = 15.0,
-                 floor_hz: float = 8.0):
+                 floor_hz: float = 8.0, max_age: float = 1.0):
         self.budget = budget
+        self.max_age = max_age  # s: matting.max_age, after which a matte fails closed
+        self._wall = 0.0  # s per matte from its start to its result, smoothed
         self.levels, self.index = levels, start
         self.ceiling_hz, self.floor_hz = ceiling_hz, floor_hz
         self.tokens = 0.0  # CPU s the next inferences may spend
@@ -179,6 +180,23 @@ class Governor:
         return self.matting_cores / max(self.cost(index), 1e-4)
 
     # --- gating -------------------------------------------------------------------------
+    @property
+    def max_gap(self) -> float:
+        """s after the last start at which an inference may start whatever the bucket holds. A matte
+        arrives a latency after its start, and the compositor fails closed (a fully blurred frame)
+        once the one in use is ``max_age`` old: so the next start comes early enough for its matte
+        to land by 80 % of that age, latency included (on a slow or busy machine MODNet's 0.3 s
+        latency plus a fixed 0.5 s gap came within a frame of failing closed). The ladder steps
+        down when this forced rate is beyond the budget."""
+        return max(0.1, min(self.max_gap_cap, 0.8 * self.max_age - self._wall))
+
+    def restart(self) -> None:
+        """A new model was swapped in: the old one's result in flight is dropped, so the new one
+        may start at once instead of waiting out the old one's gap."""
+        with self.lock:
+            self._last_start = -1e9
+            self.tokens = max(self.tokens, 0.0)
+
     def may_start(self, now: float) -> float:
         """0 if an inference may start now, else the seconds to wait before asking again."""
         wait_rate = self._last_start + 1.0 / self.ceiling_hz - now if self.ceiling_hz else 0.0
@@ -194,10 +212,13 @@ class Governor:
             return 0.0
         return min(wait, 0.25)
 
-    def spent(self, cpu_s: float, inferred: bool = True) -> None:
-        """An inference (``inferred``) or a reuse check finished, having taken ``cpu_s``."""
+    def spent(self, cpu_s: float, inferred: bool = True, wall_s: float | None = None) -> None:
+        """An inference (``inferred``) or a reuse check finished, having taken ``cpu_s`` of CPU and
+        ``wall_s`` from start to result."""
         if not inferred:
             return  # the still check's CPU shows up in `other`
+        if wall_s is not None:
+            self._wall = wall_s if not self._inferences else self._wall + 0.2 * (wall_s - self._wall)
         self.tokens -= cpu_s
         self._matting_cpu += cpu_s
         self._inferences += 1

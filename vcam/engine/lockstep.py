@@ -56,7 +56,8 @@ class BudgetRate(LiveRate):
     def __init__(self, cores: float, fps: float, matting: MattingUnit, *, max_hz: float = 0.0, lite: bool = False):
         super().__init__(fps, fps)
         m = matting.matter.cfg
-        self.governor = Governor(cores, *ladder(m.model, m.input_size, lite=lite), ceiling_hz=max_hz or CEILING_HZ)
+        self.governor = Governor(cores, *ladder(m.model, m.input_size, lite=lite), ceiling_hz=max_hz or CEILING_HZ,
+                                 max_age=m.max_age)
         self.matting = matting
         self.cpu = 0.0  # CPU s of the live path's work so far
 
@@ -76,7 +77,7 @@ class BudgetRate(LiveRate):
             matte = self.matting.process(frame)
             cpu = time.thread_time() - c0
             self.cpu += cpu
-            gov.spent(cpu, inferred=self.matting.reused == reused)
+            gov.spent(cpu, inferred=self.matting.reused == reused, wall_s=cpu)
             if matte is not None:
                 self.made(frame.seq, matte, delay=cpu)
         return self.matte_for(frame.seq)

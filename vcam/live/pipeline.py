@@ -60,7 +60,7 @@ class Pipeline:
         self.governor = None
         if cores is not None:
             self.governor = budget.Governor(cores, *self._ladder(parts.matter.cfg),
-                                            ceiling_hz=m.max_hz or budget.CEILING_HZ)
+                                            ceiling_hz=m.max_hz or budget.CEILING_HZ, max_age=m.max_age)
         self.matting = MattingStage(MattingUnit(parts.matter, parts.smoother, parts.compositor.refiner,
                                                 reuse_still=m.reuse_still, reuse_max_age=m.reuse_max_age,
                                                 crop=m.crop),
@@ -124,6 +124,7 @@ class Pipeline:
             return
         if new is not None:
             self.parts.matter = new
+            self.matting.restart()
 
     def set_smoothing(self, smoothing_cfg: SmoothingConfig) -> None:
         self.matting.swap(smoother=smoothing.create(smoothing_cfg))

@@ -83,14 +83,25 @@ class MattingStage(_FrameStage):
         """Switch model, smoother and/or rate cap while running; returns the old matter."""
         if max_hz is not None:
             self.max_hz = max_hz
-        return self.unit.swap(matter=matter, smoother=smoother)
+        old = self.unit.swap(matter=matter, smoother=smoother)
+        if matter is not None:
+            self.restart()
+        return old
+
+    def restart(self) -> None:
+        """A new model is in: its first inference starts at once (the old one's result in flight is
+        dropped, and waiting out the old rate's gap would age the matte in use towards failing closed)."""
+        with self._lock:
+            self._next_start = 0.0
+        if self.governor is not None:
+            self.governor.restart()
 
     def handle(self, frame: Frame) -> None:
         if self.t_first is None:
             self.t_first = time.monotonic()
         gov = self.governor
         if gov is not None:
-            reused, t_cpu = self.unit.reused, time.thread_time()
+            reused, t_cpu, t_wall = self.unit.reused, time.thread_time(), time.monotonic()
         try:
             matte = self.unit.process(frame)
         except VcamError:
@@ -104,7 +115,7 @@ class MattingStage(_FrameStage):
             # feedback on the process's CPU corrects what the estimate misses).
             cpu = (time.thread_time() - t_cpu) * max(1, self.unit.matter.cfg.threads or 2)
             with gov.lock:
-                gov.spent(cpu, inferred=self.unit.reused == reused)
+                gov.spent(cpu, inferred=self.unit.reused == reused, wall_s=time.monotonic() - t_wall)
         if matte is not None:
             self._succeeded(frame.seq)
             self.outbox.put(self.guard.check(matte) if self.guard is not None else matte)
