@@ -475,6 +475,34 @@ def test_a_frames_folder_with_a_bad_frame_and_mixed_sizes_keeps_the_camera_going
     assert seen and np.abs(patch_mean(seen[-1].image, background[0], 3) - [0, 255, 0]).max() < 60
 
 
+def test_a_looped_frames_folder_is_decoded_once(tmp_path, monkeypatch):
+    """A short clip as a folder is read and decoded on the first pass only (under emulation the
+    VM test's capture thread spent 240 ms a frame re-decoding the same 30 PNGs); a folder too big
+    to hold is read from disk on every pass."""
+    from vcam.media.sources import FrameDirSource
+
+    d = tmp_path / "frames"
+    d.mkdir()
+    for i in range(6):
+        cv2.imwrite(str(d / f"{i:03d}.png"), sample.render(i / 10, 160, 90))
+    src = FrameDirSource(str(d))
+    first = [src.read() for _ in range(6)]
+    assert src.read() is None and src.rewind()
+    for f in d.iterdir():
+        f.unlink()  # the second pass cannot come from disk
+    again = [src.read() for _ in range(6)]
+    assert all(a is b for a, b in zip(first, again)) and src.read() is None
+
+    monkeypatch.setattr(FrameDirSource, "CACHE_BYTES", 160 * 90 * 3 * 5)  # five frames' worth: six do not fit
+    for i in range(6):
+        cv2.imwrite(str(d / f"{i:03d}.png"), sample.render(i / 10, 160, 90))
+    src = FrameDirSource(str(d))
+    assert all(src.read() is not None for _ in range(6)) and src.rewind()
+    (d / "002.png").write_bytes(b"changed on disk")
+    again = [src.read() for _ in range(6)]
+    assert again[-1] is None and all(a is not None for a in again[:5])  # read afresh: the changed frame is skipped
+
+
 def test_a_truncated_live_file_is_looped_quietly(tmp_path, modnet_path):
     full = write_clip(tmp_path / "full.mp4", frames=90, faststart=True)
     cut = tmp_path / "cut.mp4"

@@ -86,7 +86,8 @@ if wait_ready $VP $O/vcam.log; then
   "$PY" -m vcam ctl bg '#00ff00' > $O/ctl.json || RC=1
   sleep 2
   ffmpeg_read replace
-  timeout 60 "$PY" tests/vm/read_cv.py /dev/video0 $SECS $O/replace-opencv.npy 20 > $O/replace-opencv.secs || RC=1
+  # (120 s: a Python start with numpy and OpenCV takes tens of seconds under emulation while vcam runs)
+  timeout 120 "$PY" tests/vm/read_cv.py /dev/video0 $SECS $O/replace-opencv.npy 20 > $O/replace-opencv.secs || RC=1
   chromium_read replace
   grep -o 'GUM: devices.*' $CHROME_LOG | sed 's/", source:.*//; s/^/VMTEST /'
 else
