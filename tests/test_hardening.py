@@ -475,6 +475,38 @@ def test_a_frames_folder_with_a_bad_frame_and_mixed_sizes_keeps_the_camera_going
     assert seen and np.abs(patch_mean(seen[-1].image, background[0], 3) - [0, 255, 0]).max() < 60
 
 
+def test_a_run_that_ends_inside_an_inference_exits_at_once_with_its_output_written(tmp_path, modnet_path):
+    """The run ends (here: --seconds) while the model is inside a 30 s inference: the command exits
+    within seconds with the run's exit code and its stats written, instead of waiting for the
+    inference or being aborted by interpreter shutdown with the thread mid-call."""
+    code = (
+        "import sys, time\n"
+        "import vcam.engine.parts as lp\n"
+        "real = lp.create_matter\n"
+        "def slow(cfg):\n"
+        "    m = real(cfg); infer = m.infer; n = []\n"
+        "    def once_slow(img):\n"
+        "        n.append(1)\n"
+        "        if len(n) == 3: time.sleep(30)\n"
+        "        return infer(img)\n"
+        "    m.infer = once_slow; return m\n"
+        "lp.create_matter = slow\n"
+        "from vcam.cli import entry\n"
+        "sys.argv = ['vcam'] + sys.argv[1:]\n"
+        "entry()\n")
+    stats = tmp_path / "s.json"
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-c", code, "--source", "sample", "--no-virtualcam", "--size", "320x180",
+                        "--seconds", "4", "--cpu-budget", "off", "--stats-json", stats, "--log-level", "debug"],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    took = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr
+    assert took < 25, took  # not the 30 s inference
+    s = json.loads(stats.read_text())
+    assert s["frames"]["sent"] > 0 and s["frames"]["matted"] >= 2
+    assert "still in a native call" in r.stderr  # the process ended itself, not interpreter shutdown
+
+
 def test_a_looped_frames_folder_is_decoded_once(tmp_path, monkeypatch):
     """A short clip as a folder is read and decoded on the first pass only (under emulation the
     VM test's capture thread spent 240 ms a frame re-decoding the same 30 PNGs); a folder too big

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -329,3 +330,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vcam: internal error: {type(e).__name__}: {e} (rerun with --log-level debug for details, "
               f"and report it)", file=sys.stderr)
         return 1
+
+
+def entry() -> None:
+    """The console script (and ``python -m vcam``): :func:`main`, then exit.
+
+    A stage's thread may still be inside a native call when the run ends: a model's inference that
+    outlived the bounded join of ``stop()`` (an inference takes seconds on a very slow machine; 12 s
+    under the VM test's emulation). Interpreter shutdown would end that thread mid-call, and the
+    runtime's C++ can then abort the whole process ("FATAL: exception not rethrown", exit 134) after
+    everything had been written and closed. So with such a thread left, end the process directly,
+    with the exit code the run chose."""
+    rc = main()
+    stuck = [t for t in threading.enumerate()
+             if t is not threading.main_thread() and t.is_alive() and t.name.startswith("vcam-")]
+    if stuck:
+        logging.getLogger("vcam").debug("exiting with %s still in a native call", ", ".join(t.name for t in stuck))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc if isinstance(rc, int) else 1)
+    sys.exit(rc)
