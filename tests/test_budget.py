@@ -150,15 +150,18 @@ def test_ctl_status_shows_the_budget(tmp_path):
 def test_process_under_a_budget(tmp_path):
     src = tmp_path / "in.mp4"
     w = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"mp4v"), 30, (640, 360))
-    for i in range(150):
+    # 10 s: the ladder may move only after 3 s (loading and first-frame compiles cost CPU), and over a
+    # shorter clip that start, at the configured model, is most of the mean (0.41 cores in a 5 s CI run).
+    n = 300
+    for i in range(n):
         w.write(sample.render(i / 30, 640, 360))
     w.release()
     alphas, stats = tmp_path / "alpha", tmp_path / "s.json"
     r = run_vcam("process", src, "--alpha-out", alphas, "--cpu-budget", "0.3", "--stats-json", stats)
     assert r.returncode == 0, r.stderr
     s = json.loads(stats.read_text())
-    assert s["frames"] == 150 and len(list(alphas.glob("*.png"))) == 150
-    assert 0 < s["mattes"] < 150 and s["budget"]["budget_cores"] == 0.3  # fewer mattes than frames
+    assert s["frames"] == n and len(list(alphas.glob("*.png"))) == n
+    assert 0 < s["mattes"] < n and s["budget"]["budget_cores"] == 0.3  # fewer mattes than frames
     assert s["budget"]["mean_cores"] <= 0.3 + 0.1, s["budget"]
     # Every frame is still matted well: the held matte is refined against each frame.
     a = cv2.imread(str(alphas / "00120.png"), cv2.IMREAD_GRAYSCALE)
