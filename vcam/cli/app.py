@@ -349,5 +349,5 @@ def entry() -> None:
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(rc if isinstance(rc, int) else 1)
+        os._exit(rc)
     sys.exit(rc)

@@ -116,7 +116,7 @@ class Pipeline:
     def apply_level(self, level: budget.Level) -> None:
         """The CPU budget's ladder moved. A model that cannot load here leaves the ladder, logged once."""
         try:
-            new = self.matting.unit.move_to(level.model, level.input_size)
+            new = self.matting.move_to(level.model, level.input_size)
         except VcamError as e:
             log.warning("CPU budget: cannot use %s here (%s); staying with %s", level.label, e,
                         self.matting.unit.matter.name)
@@ -124,7 +124,6 @@ class Pipeline:
             return
         if new is not None:
             self.parts.matter = new
-            self.matting.restart()
 
     def set_smoothing(self, smoothing_cfg: SmoothingConfig) -> None:
         self.matting.swap(smoother=smoothing.create(smoothing_cfg))

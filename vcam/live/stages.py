@@ -88,6 +88,13 @@ class MattingStage(_FrameStage):
             self.restart()
         return old
 
+    def move_to(self, model: str, input_size: int):
+        """The CPU budget's ladder moved (:meth:`MattingUnit.move_to`); a new model restarts the rate."""
+        new = self.unit.move_to(model, input_size)
+        if new is not None:
+            self.restart()
+        return new
+
     def restart(self) -> None:
         """A new model is in: its first inference starts at once (the old one's result in flight is
         dropped, and waiting out the old rate's gap would age the matte in use towards failing closed)."""

@@ -198,10 +198,10 @@ class FrameDirSource(Source):
         """The next readable frame: an unreadable one is skipped (said once), one over the pixel
         cap stops the run; a frame of another size is resized to the first one's (said once)."""
         while self._i < len(self.files):
-            f = self.files[self._i]
+            i, f = self._i, self.files[self._i]
             self._i += 1
-            if self._cache is not None and self._i - 1 in self._cache:
-                return self._cache[self._i - 1]
+            if self._cache is not None and i in self._cache:
+                return self._cache[i]
             try:
                 img = decode(f.read_bytes(), f"frame {f}")
             except TooLarge:
@@ -218,7 +218,7 @@ class FrameDirSource(Source):
                 img = cv2.resize(img, (self._shape[1], self._shape[0]), interpolation=cv2.INTER_AREA)
             if self._cache is not None:
                 if len(self.files) * img.nbytes <= self.CACHE_BYTES:
-                    self._cache[self._i - 1] = img
+                    self._cache[i] = img
                 else:
                     self._cache = None  # too long a clip to hold: decode every pass
             return img
