@@ -1,6 +1,7 @@
 """The real models on a real (shipped, public-domain) portrait, and the model store's error paths."""
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 
@@ -199,3 +200,30 @@ def test_a_still_picture_reuses_its_matte_and_motion_or_age_infers_again(modnet)
     assert unit.timings.count == 2  # still again
     unit.process(Frame(noisy(moved), 8, 6 / 30 + 1.01))  # a second since the last inference: refresh
     assert unit.timings.count == 3
+
+
+def test_lite_calibrated_and_mirrored_mattes_fit_the_true_silhouette_better():
+    """The lite model's confidence is mapped so its edge level is alpha 0.5, and live mattes average in
+    its matte of the mirrored frame (matting.flip 'auto'): on generated full-body pictures with true
+    masks both move the 0.5 contour onto the person, and the alpha stays 0 and 1 away from edges."""
+    pytest.importorskip("ai_edge_litert")
+    from vcam.engine.units import flips, mirrored
+    from vcam.imaging.alpha import mask_iou
+    from vcam.models.matting import lite
+
+    matter = create(MattingConfig(model="lite"))
+    assert flips(matter) and not flips(create(MattingConfig(model="lite", flip="off")))
+    raw_iou, cal_iou, flip_iou = [], [], []
+    for seed in range(4):
+        img, gt = sample.full_body(360, 640, seed=seed)
+        small = cv2.resize(gt, (lite.W, lite.H), interpolation=cv2.INTER_AREA) > 127
+        cal = matter.infer(img)
+        raw = np.where(cal < 0.5, cal * (lite.EDGE / 0.5), lite.EDGE + (cal - 0.5) * ((1 - lite.EDGE) / 0.5))
+        both = mirrored(matter, img)
+        assert both.shape == cal.shape and both.dtype == np.float32
+        assert np.percentile(both[small], 50) > 0.95 and np.percentile(both[~small], 50) < 0.05
+        raw_iou.append(mask_iou(raw >= 0.5, small))
+        cal_iou.append(mask_iou(cal >= 0.5, small))
+        flip_iou.append(mask_iou(both >= 0.5, small))
+    assert np.mean(cal_iou) > np.mean(raw_iou) + 0.005, (raw_iou, cal_iou)
+    assert np.mean(flip_iou) >= np.mean(cal_iou) - 0.002, (cal_iou, flip_iou)

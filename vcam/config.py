@@ -55,6 +55,9 @@ class MattingConfig:
     precision: str = _f("fp32", choices=("fp32", "bf16", "int8"),
                         doc="OpenVINO precision: bf16 where the CPU has AMX/avx512_bf16, int8 once calibrated (the "
                             "runtime check or `vcam bench --auto`); with runtime auto the check picks it")
+    flip: str = _f("auto", choices=("auto", "on", "off"), switch=("on", "off"),
+                   doc="live: average each matte with the model's matte of the mirrored frame (steadier, truer "
+                       "edges; twice the model's time). 'auto': for the lite model, whose second run costs ~4 ms")
     max_hz: float = _f(0.0, lo=0, hi=1000, doc="cap on the matting rate (0: as fast as it goes)")
     max_age: float = _f(1.0, lo=0.1, hi=3600, doc="a matte older than this (s) is not used: output is fully blurred until a fresh one comes")
     workers: int = _f(2, lo=1, hi=8, doc="parallel inferences for stateless models (use with threads: 1)")

@@ -196,13 +196,19 @@ class MattingUnit:
             H, W = frame.image.shape[:2]
             crop = self.crop.plan(self._prev_raw, W, H, frame.t_capture)
         if crop is None:
-            raw = matter.infer(frame.image)
+            raw = self._model(matter, frame.image)
         else:
             x0, y0, x1, y1 = crop
             shape = matter.input_shape(W, H)
-            raw = self.crop.paste(matter.infer(frame.image[y0:y1, x0:x1]), crop, W, H, shape)
+            raw = self.crop.paste(self._model(matter, frame.image[y0:y1, x0:x1]), crop, W, H, shape)
         self._prev_raw = raw
         return raw
+
+    @staticmethod
+    def _model(matter, image: np.ndarray) -> np.ndarray:
+        """The model's matte of ``image``; with ``matting.flip`` (see :func:`mirrored`) averaged with its matte
+        of the mirror image."""
+        return mirrored(matter, image) if flips(matter) else matter.infer(image)
 
     def move_to(self, model: str, input_size: int):
         """The CPU budget's ladder moved: the same model at another input size (no reload), or
@@ -247,6 +253,22 @@ class MattingUnit:
             self._prev_raw = None
             self._last = None  # a new model or filter: infer afresh, do not reuse the old one's matte
             return old if matter is not None else None
+
+
+def flips(matter) -> bool:
+    """``matting.flip`` for this model: 'on', 'off', or 'auto' (the model's ``flip_auto``: cheap enough
+    that a second run costs little). A recurrent model never (the mirror image would enter its state)."""
+    setting = getattr(matter.cfg, "flip", "off")
+    return matter.stateless and (setting == "on" or (setting == "auto" and matter.flip_auto))
+
+
+def mirrored(matter, image: np.ndarray) -> np.ndarray:
+    """Test-time flip: the mean of the model's matte of ``image`` and, mirrored back, of its mirror image."""
+    a = matter.infer(image)
+    b = matter.infer(np.ascontiguousarray(image[:, ::-1]))
+    a += b[:, ::-1]
+    a *= np.float32(0.5)
+    return a
 
 
 def still_matte(matter, refiner: Refiner, frame: Frame) -> Matte:

@@ -25,6 +25,7 @@ class Matter(abc.ABC):
     stateless: bool = True  # infer() may run on several threads at once (False: recurrent)
     default_max_hz: float = 0.0  # the model's own rate cap where matting.max_hz is 0 (0: none)
     hard_edges: bool = False  # a segmentation model: stills refine its boundary band (imaging.alpha.refine_band)
+    flip_auto: bool = False  # matting.flip 'auto' mirrors live frames too (a cheap model: engine.units.MattingUnit)
 
     def __init__(self, cfg):
         self.cfg = cfg  # a vcam.config.MattingConfig

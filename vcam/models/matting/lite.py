@@ -22,6 +22,12 @@ from .. import store
 from .base import Matter, register
 
 H, W = 144, 256
+# The model's confidence is not an alpha: its 0.5 contour lies outside the person (a silhouette a
+# little fat). Confidence EDGE is mapped to alpha 0.5, piecewise linearly (0 and 1 stay). Chosen on
+# generated full-body pictures (still IoU 0.938 -> 0.945, BF 0.959 -> 0.965; moving at 3 Hz IoU
+# 0.906 -> 0.914) and checked on development portraits that chose nothing (IoU 0.954 -> 0.955,
+# BF 0.772 -> 0.779, MAE 0.038 unchanged).
+EDGE = 0.6
 
 
 def _interpreter_class():
@@ -40,6 +46,9 @@ class LiteMatter(Matter):
     # It could run at the frame rate, but the guided refinement carries a 15 Hz matte across
     # frames, and the CPU saved is the point of this model (matting.max_hz overrides).
     default_max_hz = 15.0
+    # Its matte of the mirrored frame, averaged in, costs ~4 ms and lifts the development stills
+    # from IoU 0.946 / BF 0.756 to 0.951 / 0.770 (the model's errors are not mirror-symmetric).
+    flip_auto = True
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -73,7 +82,17 @@ class LiteMatter(Matter):
         np.multiply(loc.small[:, :, ::-1], 1 / 255.0, out=loc.blob[0], casting="unsafe")  # RGB in [0, 1]
         loc.it.set_tensor(loc.inp, loc.blob)
         loc.it.invoke()
-        return np.clip(loc.it.get_tensor(loc.out)[0, :, :, 0], 0.0, 1.0)  # [144, 256] f32, fresh copy
+        conf = np.clip(loc.it.get_tensor(loc.out)[0, :, :, 0], 0.0, 1.0)  # [144, 256] f32, fresh copy
+        return calibrate(conf)
 
     def close(self) -> None:
         self._local = threading.local()
+
+
+def calibrate(conf: np.ndarray) -> np.ndarray:
+    """The model's confidence ``[h, w] f32`` in [0, 1] → a new alpha: ``EDGE`` → 0.5, piecewise linear."""
+    low = conf < EDGE
+    lo, hi = np.float32(0.5 / EDGE), np.float32(0.5 / (1.0 - EDGE))
+    out = (conf - np.float32(EDGE)) * hi + np.float32(0.5)
+    np.multiply(conf, lo, out=out, where=low)
+    return out
