@@ -4,8 +4,6 @@ import logging
 import os
 import socket
 import stat
-import subprocess
-import sys
 import threading
 import time
 
@@ -77,7 +75,7 @@ def _is_green(frame):
 
 
 def test_command_applies_within_two_frames_and_no_frame_is_skipped(running, recording_backend):
-    r = running()
+    running()
     cam = recording_backend.instances[-1]
     time.sleep(0.5)
     n_before = len(cam.frames)

@@ -2,8 +2,6 @@
 import shutil
 from pathlib import Path
 
-import pytest
-
 from vcam.cli import doctor
 from vcam.cli import main
 from vcam.models import store

@@ -2,8 +2,6 @@
 ConfigError/usage error, never a traceback."""
 import string
 
-import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -5,7 +5,6 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
 from vcam import sample
 from vcam.media.sources import Source

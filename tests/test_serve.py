@@ -1,7 +1,6 @@
 """`vcam serve`: a real uvicorn on a random localhost port, driven by an HTTP client and a real browser."""
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import socket

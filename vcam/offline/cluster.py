@@ -156,8 +156,8 @@ def connect(address: str, workers: int):
         raise ConfigError("--ray needs Ray Data: pip install 'vcam[ray]'") from None
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
-    fix = (f"start one with `ray start --head` there (and `ray start --address HEAD:6379` on the others), "
-           f"or use --ray local")
+    fix = ("start one with `ray start --head` there (and `ray start --address HEAD:6379` on the others), "
+           "or use --ray local")
     if address not in ("local", "", "auto"):
         # ray.init retries an unreachable address for minutes: look first, and say so in seconds.
         host, _, port = address.split("://", 1)[-1].rpartition(":")
