@@ -169,3 +169,57 @@ def test_stills_preset_and_fast(tmp_path):
         m = cv2.imread(str(out), cv2.IMREAD_GRAYSCALE)
         assert min(m[y, x] for x, y in sample.PERSON_POINTS) > 200
         assert max(m[y, x] for x, y in sample.BACKGROUND_POINTS) < 40
+
+
+def test_portrait_ensemble_members_and_a_missing_one(monkeypatch, caplog):
+    """The stills' portrait ensemble runs MODNet and RVM, each on the picture and its mirror, with the
+    lite model (where LiteRT is installed) breaking ties only where those two are unsure: its alpha
+    fits the true silhouette of the shipped full-body picture, and the lite model's own haze on the
+    shipped portrait's flag and helmet (its matte alone has grey there) does not come through. A
+    member that cannot be loaded is left out with one warning, and the rest still mattes."""
+    import importlib.util
+    import logging
+
+    from vcam import sample
+    from vcam.core.frames import Frame
+    from vcam.engine.units import ensemble_alpha
+    from vcam.errors import ModelError
+    from vcam.offline import still
+
+    s = still.Session("modnet")
+    lite = bool(importlib.util.find_spec("ai_edge_litert"))
+    assert [m.name for m in s.members] == ["modnet", "rvm"]
+    assert [m.name for m in s.tiebreakers] == (["lite"] if lite else [])
+    img, mask = sample.full_body(seed=1)
+    truth = mask > 127
+    alpha = s.alpha(img)
+    assert alpha.shape == truth.shape and ((alpha >= 128) & truth).sum() / ((alpha >= 128) | truth).sum() > 0.97
+    if lite:
+        portrait = sample.portrait()
+        ref = s.compositor().refiner
+        alone = ensemble_alpha(s.tiebreakers, ref, Frame(portrait, 0, 0.0))
+        both = s.alpha(portrait)
+        strong = ensemble_alpha(s.members, ref, Frame(portrait, 0, 0.0))
+        h, w = strong.shape
+        flag = (slice(0, h * 55 // 100), slice(0, w * 12 // 100))  # the flag, left of the person
+        assert np.mean(alone[flag] > 20) > 0.2  # the lite model alone: grey haze over it
+        assert np.mean(both[flag] > 20) < 0.05  # 0.30 alone, 0.02 with MODNet and RVM (theirs: 0.02)
+        assert np.mean(np.abs(both[flag].astype(int) - strong[flag]) > 2) < 0.05
+
+    real = still.create_matter
+
+    def no_rvm(cfg, **kw):
+        if cfg.model == "rvm":
+            raise ModelError("rvm: not cached (offline)")
+        return real(cfg, **kw)
+
+    monkeypatch.setattr(still, "create_matter", no_rvm)
+    monkeypatch.setattr(still, "_ENSEMBLE_SAID", set())
+    with caplog.at_level(logging.WARNING, logger="vcam.offline.still"):
+        s2, s3 = still.Session("modnet"), still.Session("modnet")
+    assert [m.name for m in s2.members] == ["modnet"] == [m.name for m in s3.members]
+    said = [r.getMessage() for r in caplog.records if "without rvm" in r.getMessage()]
+    assert len(said) == 1 and "not cached" in said[0]
+    m = s2.alpha(sample.portrait())
+    assert min(m[y, x] for x, y in sample.PERSON_POINTS) > 200
+    assert max(m[y, x] for x, y in sample.BACKGROUND_POINTS) < 40
