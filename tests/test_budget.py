@@ -192,6 +192,48 @@ def test_openvino_agrees_with_onnxruntime(modnet_path):
 
 
 @pytest.mark.skipif(not HAVE_OV, reason="OpenVINO is not installed (pip install 'vcam[openvino]')")
+def test_openvino_runs_as_many_inferences_at_once_as_there_are_callers(tmp_path, modnet_path):
+    """OpenVINO runs one request per stream at a time: with one stream, two 1-thread callers (a folder
+    in `vcam remove`, `vcam serve`'s pool, the live matting workers) took turns on one core. The
+    session gets a stream per worker, each caller's matte is its own, and `vcam remove` tells it how
+    many pictures run at once (one picture: one stream with every core)."""
+    import argparse
+    import threading
+
+    from vcam.config import Config
+    from vcam.models.matting import create
+    from vcam.offline.batch import make_job
+
+    frames = [sample.render(t, 1280, 720) for t in (0.5, 3.0)]
+    ov = create(MattingConfig(threads=1, workers=2, runtime="openvino"))
+    assert ov.session.compiled.get_property("NUM_STREAMS") == 2
+    assert ov.session.compiled.get_property("INFERENCE_NUM_THREADS") == 2
+    alone = [ov.infer(f) for f in frames]
+    got = [None, None]
+
+    def one(i):
+        got[i] = ov.infer(frames[i])
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for a, b in zip(alone, got):
+        assert np.abs(a - b).max() < 1e-5
+    single = create(MattingConfig(threads=2, workers=1, runtime="openvino"))
+    assert single.session.compiled.get_property("NUM_STREAMS") == 1
+
+    a = argparse.Namespace(workers=None, format=None, output=None, only_mask=True, bgcolor=None, bg=None, blur=None,
+                           alpha_matting=False, alpha_matting_foreground_threshold=240,
+                           alpha_matting_background_threshold=10, alpha_matting_erode_size=10, post_process=False)
+    folder = make_job(Config(), a, ["a.png", "b.png", "c.png"]).cfg.matting
+    assert (folder.threads, folder.workers) == (1, min(3, __import__("os").cpu_count()))
+    one_pic = make_job(Config(), a, ["a.png"]).cfg.matting
+    assert one_pic.workers == 1 and one_pic.threads == __import__("os").cpu_count()
+
+
+@pytest.mark.skipif(not HAVE_OV, reason="OpenVINO is not installed (pip install 'vcam[openvino]')")
 def test_precision_check_and_int8(tmp_path, monkeypatch, modnet_path):
     """Every precision is timed and checked against fp32 on shipped frames, and against the true masks of
     shipped pictures calibration did not see; int8 is calibrated on them (never on evaluation data)

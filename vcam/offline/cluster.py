@@ -129,7 +129,7 @@ class RemoveActor:
     """One Ray actor: one session, loaded once; a batch of ``(src, dst)`` in, a status per file out."""
 
     def __init__(self, job, threads: int):
-        self.job = replace(job, cfg=job.cfg.replace(matting={"threads": threads}))
+        self.job = replace(job, cfg=job.cfg.replace(matting={"threads": threads, "workers": 1}))  # one picture at a time
         self.session = self.job.session()
 
     def __call__(self, batch: dict) -> dict:

@@ -181,26 +181,40 @@ class AutoSession:
         """Why the last picture on this thread took its path (``vcam remove -v`` prints it)."""
         return getattr(self._local, "why", "")
 
-    def route(self, bgr: np.ndarray, modnet_alpha: np.ndarray) -> tuple[bool, str]:
-        """``(is a person, why)`` for a picture and MODNet's alpha on it."""
-        h, w = modnet_alpha.shape
-        small = cv2.resize(modnet_alpha, (max(1, w * 256 // max(h, w)), max(1, h * 256 // max(h, w))),
-                           interpolation=cv2.INTER_AREA) >= 128
+    @staticmethod
+    def _small(shape) -> tuple[int, int]:
+        """The judge's working size ``(w, h)``: the picture's aspect, 256 on the long side."""
+        h, w = shape[:2]
+        return max(1, w * 256 // max(h, w)), max(1, h * 256 // max(h, w))
+
+    def person_mask(self, bgr: np.ndarray) -> np.ndarray:
+        """The fast person model's mask at the judge's working size, ``[h, w] bool``."""
+        return cv2.resize(self.person.infer(bgr), self._small(bgr.shape), interpolation=cv2.INTER_LINEAR) >= 0.5
+
+    def route(self, bgr: np.ndarray, modnet_alpha: np.ndarray | None, person: np.ndarray | None = None
+              ) -> tuple[bool, str]:
+        """``(is a person, why)`` for a picture and MODNet's alpha on it (``None``: not needed
+        where the person model alone rules the picture out; ``person``: its mask if made)."""
         if self.person is None:
             return False, "no person model (pip install 'vcam[lite]' to send people to MODNet)"
-        p = cv2.resize(self.person.infer(bgr), small.shape[::-1], interpolation=cv2.INTER_LINEAR) >= 0.5
+        p = self.person_mask(bgr) if person is None else person
         cover = float(p.mean())
+        if cover < self.min_cover or modnet_alpha is None:
+            return False, f"person model covers {cover:.0%}"
+        small = cv2.resize(modnet_alpha, p.shape[::-1], interpolation=cv2.INTER_AREA) >= 128
         union = float((p | small).sum())
         agree = float((p & small).sum()) / union if union else 0.0
-        ok = cover >= self.min_cover and agree >= self.min_agree
+        ok = agree >= self.min_agree
         return ok, f"person model covers {cover:.0%}, MODNet agrees at IoU {agree:.2f}"
 
     def run(self, bgr: np.ndarray, compositor_cfg: CompositorConfig | None = None):
         if self.person is None:
             self._local.why = "object path (IS-Net + edge matting): no person model (pip install 'vcam[lite]')"
             return self.objects.run(bgr, compositor_cfg)
-        out = self.portrait.run(bgr, compositor_cfg)
-        person, why = self.route(bgr, out[0])
+        p = self.person_mask(bgr)
+        # No person in sight (most product photos): the portrait ensemble need not run at all.
+        out = self.portrait.run(bgr, compositor_cfg) if p.mean() >= self.min_cover else None
+        person, why = self.route(bgr, None if out is None else out[0], p)
         self._local.why = ("portrait path (MODNet): " if person else "object path (IS-Net + edge matting): ") + why
         return out if person else self.objects.run(bgr, compositor_cfg)
 

@@ -72,7 +72,7 @@ class Engine:
     """Sessions (one per model, loaded once), the inference pool and its bounded queue."""
 
     def __init__(self, cfg: Config, opts: Options):
-        self.cfg = cfg.replace(matting={"threads": 1})
+        self.cfg = cfg.replace(matting={"threads": 1, "workers": opts.workers})  # whole requests in parallel
         self.opts = opts
         self.pool = ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="vcam-serve",
                                        initializer=_lower_priority)

@@ -58,7 +58,8 @@ class OnnxMatter(Matter):
         path = store.resolve(self.name, cfg.model_path)
         self.path = path
         self.session = make_session(path, providers=cfg.providers, threads=cfg.threads, spin=cfg.spin, name=self.name,
-                                    runtime=cfg.runtime, precision=cfg.precision)
+                                    runtime=cfg.runtime, precision=cfg.precision,
+                                    streams=cfg.workers if self.stateless else 1)
         self.input_name = self.session.get_inputs()[0].name
 
     def close(self) -> None:
