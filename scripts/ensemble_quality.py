@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""The stills' portrait ensemble, member by member (issue 17): each member's views computed once per
+picture, then combined each way by vcam's own :func:`vcam.engine.units.combine_views`.
+
+    python scripts/ensemble_quality.py [--portraits 400] [--cache DIR]
+
+Data (../shared/eval, development only): ``portraits`` (binary masks → IoU, BF, and the faint haze
+far from the person: the share of pixels more than 7 px outside the true mask with α in 5-60) and
+``soft_alpha`` (furry animals and GT01 → MAE). Rows: MODNet + RVM; + lite as a full member; + lite as
+a tiebreaker (the default: heard only where MODNet and RVM are unsure, and only on the side of α 0.5).
+BF is also printed on four disjoint subsets (every fourth picture), so one subset's luck does not decide.
+``--cache DIR`` keeps the views (``.npy`` a picture) for a rerun.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from quality import bf_score, iou  # noqa: E402
+
+EVAL = ROOT.parent / "shared" / "eval"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--portraits", type=int, default=400)
+    ap.add_argument("--cache", default="")
+    a = ap.parse_args()
+
+    from vcam.core.frames import Frame
+    from vcam.engine.units import combine_views, still_matte
+    from vcam.offline.still import Session
+
+    s = Session("modnet")
+    if [m.name for m in s.members] != ["modnet", "rvm"] or [m.name for m in s.tiebreakers] != ["lite"]:
+        sys.exit("needs RVM and the lite model (pip install 'vcam[lite]'; vcam models pull rvm lite)")
+    refiner = s.compositor().refiner
+
+    def views(path: Path) -> list[list[np.ndarray]]:
+        """Per member (MODNet, RVM, lite): its refined alpha of the picture and of its mirror image."""
+        cached = Path(a.cache) / f"{path.parent.parent.name}-{path.stem}.npy" if a.cache else None
+        if cached is not None and cached.exists():
+            v = np.load(cached)
+        else:
+            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            H, W = bgr.shape[:2]
+            flipped = np.ascontiguousarray(bgr[:, ::-1])
+            out = []
+            for m in s.members + s.tiebreakers:
+                for view in (bgr, flipped):
+                    mt = still_matte(m, refiner, Frame(view, 0, 0.0))
+                    al = refiner.refine(view, mt.alpha, np.empty((H, W), np.uint8), mt.coef)
+                    out.append(al if view is bgr else al[:, ::-1])
+            v = np.stack(out)
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                np.save(cached, v)
+        return [[v[0], v[1]], [v[2], v[3]], [v[4], v[5]]]
+
+    rows = {"MODNet + RVM": lambda p: combine_views(p[:2]),
+            "+ lite as a full member": lambda p: combine_views(p),
+            "+ lite as a tiebreaker (default)": lambda p: combine_views(p[:2], p[2:])}
+    res = {k: {"iou": [], "bf": [], "haze": [], "mae": []} for k in rows}
+    portraits = sorted((EVAL / "portraits" / "images").iterdir())[:a.portraits]
+    for i, path in enumerate(portraits):
+        truth = cv2.imread(str(EVAL / "portraits" / "masks" / (path.stem + ".png")), cv2.IMREAD_GRAYSCALE) >= 128
+        far = ~cv2.dilate(truth.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool)
+        per = views(path)
+        for k, f in rows.items():
+            al = f(per)
+            res[k]["iou"].append(iou(al >= 128, truth))
+            res[k]["bf"].append(bf_score(al >= 128, truth))
+            res[k]["haze"].append(float(((al > 5) & (al < 60) & far).mean()))
+        if (i + 1) % 50 == 0:
+            print(f"{i + 1} portraits", file=sys.stderr)
+    for path in sorted((EVAL / "soft_alpha" / "images").iterdir()):
+        truth = cv2.imread(str(EVAL / "soft_alpha" / "alpha" / (path.stem + ".png")), cv2.IMREAD_GRAYSCALE) / 255.0
+        per = views(path)
+        for k, f in rows.items():
+            res[k]["mae"].append(float(np.abs(f(per) / 255.0 - truth).mean()))
+    print(f"\n| portrait ensemble | portraits IoU (n={len(portraits)}) | BF | BF on four disjoint subsets | "
+          f"haze far from the person (α 5-60) | soft alpha MAE (n={len(res['MODNet + RVM']['mae'])}) |")
+    print("|---|---|---|---|---|---|")
+    for k, r in res.items():
+        bf = np.array(r["bf"])
+        subsets = " / ".join(f"{bf[j::4].mean():.3f}" for j in range(4))
+        print(f"| {k} | {np.mean(r['iou']):.4f} | {bf.mean():.4f} | {subsets} | {100 * np.mean(r['haze']):.2f} % "
+              f"| {np.mean(r['mae']):.4f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
