@@ -42,9 +42,12 @@ def isnet_path():
 
 @pytest.fixture(scope="session")
 def modnet(modnet_path):
+    """MODNet on onnxruntime fp32, the reference every runtime is checked against: `matting.runtime:
+    auto` would take whatever this machine's one-time check chose (int8 on some CPUs), and a test that
+    asserts on a matte must not depend on that."""
     from vcam.models.matting import create
 
-    return create(Config().matting)
+    return create(Config().replace(matting={"runtime": "onnxruntime"}).matting)
 
 
 @pytest.fixture
