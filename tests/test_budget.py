@@ -194,9 +194,9 @@ def test_openvino_agrees_with_onnxruntime(modnet_path):
 @pytest.mark.skipif(not HAVE_OV, reason="OpenVINO is not installed (pip install 'vcam[openvino]')")
 def test_openvino_runs_as_many_inferences_at_once_as_there_are_callers(tmp_path, modnet_path):
     """OpenVINO runs one request per stream at a time: with one stream, two 1-thread callers (a folder
-    in `vcam remove`, `vcam serve`'s pool, the live matting workers) took turns on one core. The
-    session gets a stream per worker, each caller's matte is its own, and `vcam remove` tells it how
-    many pictures run at once (one picture: one stream with every core)."""
+    in `vcam remove`, `vcam serve`'s pool) took turns on one core. The session gets a stream per
+    caller, each caller's matte is its own, and `vcam remove` tells the stills session how many
+    pictures run at once (one picture: one stream with every core)."""
     import argparse
     import threading
 
@@ -205,7 +205,7 @@ def test_openvino_runs_as_many_inferences_at_once_as_there_are_callers(tmp_path,
     from vcam.offline.batch import make_job
 
     frames = [sample.render(t, 1280, 720) for t in (0.5, 3.0)]
-    ov = create(MattingConfig(threads=1, workers=2, runtime="openvino"))
+    ov = create(MattingConfig(threads=1, runtime="openvino"), streams=2)
     assert ov.session.compiled.get_property("NUM_STREAMS") == 2
     assert ov.session.compiled.get_property("INFERENCE_NUM_THREADS") == 2
     alone = [ov.infer(f) for f in frames]
@@ -221,7 +221,7 @@ def test_openvino_runs_as_many_inferences_at_once_as_there_are_callers(tmp_path,
         t.join(60)
     for a, b in zip(alone, got):
         assert np.abs(a - b).max() < 1e-5
-    single = create(MattingConfig(threads=2, workers=1, runtime="openvino"))
+    single = create(MattingConfig(threads=2, runtime="openvino"))
     assert single.session.compiled.get_property("NUM_STREAMS") == 1
 
     a = argparse.Namespace(workers=None, format=None, output=None, only_mask=True, bgcolor=None, bg=None, blur=None,

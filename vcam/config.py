@@ -60,7 +60,7 @@ class MattingConfig:
                        "edges; twice the model's time). 'auto': for the lite model, whose second run costs ~4 ms")
     max_hz: float = _f(0.0, lo=0, hi=1000, doc="cap on the matting rate (0: as fast as it goes)")
     max_age: float = _f(1.0, lo=0.1, hi=3600, doc="a matte older than this (s) is not used: output is fully blurred until a fresh one comes")
-    workers: int = _f(2, lo=1, hi=256, doc="parallel inferences for stateless models (use with threads: 1); OpenVINO runs this many streams")
+    workers: int = _f(2, lo=1, hi=256, doc="parallel inferences for stateless models (use with threads: 1); for stills, pictures at once (OpenVINO gets a stream each)")
     spin: bool = _f(False, doc="let onnxruntime threads spin between ops (faster model, more CPU burnt)")
     guard: bool = _f(True, doc="live: no person, or a matte that collapsed (mostly undecided, or everything), shows the fully blurred frame")
     reuse_still: bool = _f(True, doc="skip inference while the picture at matte resolution is unchanged beyond sensor "

@@ -84,7 +84,8 @@ class Session:
         self.cfg = replace(cfg, matting=replace(m, model=name))
         # The stills preset keeps MODNet off int8 (it loses some edge on held-out portraits; a still
         # has the time); `fast` runs as the live camera does. IS-Net's check has no int8.
-        self.matter = create_matter(self.cfg.matting, int8=fast)
+        # matting.workers: how many pictures run at once (vcam remove's folder, vcam serve's pool)
+        self.matter = create_matter(self.cfg.matting, int8=fast, streams=m.workers)
         self.members: list = []  # the stills' portrait ensemble (see run)
         self.tiebreakers: list = []  # ... and its weaker models, heard only where the members are unsure
         if name == "modnet" and not fast and m.still_ensemble:

@@ -10,10 +10,13 @@ from .base import MATTERS, Matter, OnnxMatter, model_input_shape, register
 __all__ = ["MATTERS", "Matter", "OnnxMatter", "create", "model_input_shape", "register"]
 
 
-def create(cfg, *, int8: bool = True) -> Matter:
+def create(cfg, *, int8: bool = True, streams: int = 1) -> Matter:
     """Build the matter named by ``cfg.model`` (a :class:`~vcam.config.MattingConfig`). An ONNX
     model on ``runtime: auto`` runs where this machine's check put it (:func:`.precision.resolve`;
-    ``int8=False`` keeps it off int8), and the matter's ``cfg`` says which."""
+    ``int8=False`` keeps it off int8), and the matter's ``cfg`` says which. ``streams``: how many
+    threads will infer at once (stills: ``vcam remove``'s parallel pictures, ``vcam serve``'s pool).
+    The live workers keep one OpenVINO stream: with a stream each, the CPU budget's ladder swung between
+    levels every few seconds (the soak's file descriptors and RSS with it)."""
     cls = MATTERS.get(cfg.model)
     if cls is None:
         raise ModelError(f"unknown model '{cfg.model}': choose one of {', '.join(sorted(MATTERS))}")
@@ -22,4 +25,4 @@ def create(cfg, *, int8: bool = True) -> Matter:
 
         rt, prec = resolve(cfg, int8=int8)
         cfg = replace(cfg, runtime=rt, precision=prec)
-    return cls(cfg)
+    return cls(cfg, streams=streams) if issubclass(cls, OnnxMatter) else cls(cfg)

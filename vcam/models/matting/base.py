@@ -51,15 +51,16 @@ class Matter(abc.ABC):
 
 
 class OnnxMatter(Matter):
-    """A matter on an onnxruntime session, loaded from the store (or ``matting.model_path``)."""
+    """A matter on an onnxruntime session, loaded from the store (or ``matting.model_path``).
+    ``streams``: how many threads will call :meth:`infer` at once (OpenVINO needs to know)."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, *, streams: int = 1):
         super().__init__(cfg)
         path = store.resolve(self.name, cfg.model_path)
         self.path = path
         self.session = make_session(path, providers=cfg.providers, threads=cfg.threads, spin=cfg.spin, name=self.name,
                                     runtime=cfg.runtime, precision=cfg.precision,
-                                    streams=cfg.workers if self.stateless else 1)
+                                    streams=streams if self.stateless else 1)
         self.input_name = self.session.get_inputs()[0].name
 
     def close(self) -> None:

@@ -15,8 +15,8 @@ class ModnetMatter(OnnxMatter):
     multiple = 32  # the graph fails on sizes that are not multiples of 32
     croppable = True  # a crop of the frame is a picture like any other (engine.units.PersonCrop)
 
-    def __init__(self, cfg):
-        super().__init__(cfg)
+    def __init__(self, cfg, **kw):
+        super().__init__(cfg, **kw)
         self._local = threading.local()  # per-thread input buffers: infer() may run on several threads
 
     def input_shape(self, width: int, height: int) -> tuple[int, int]:

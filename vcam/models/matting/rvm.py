@@ -14,8 +14,8 @@ class RvmMatter(OnnxMatter):
 
     stateless = False
 
-    def __init__(self, cfg):
-        super().__init__(cfg)
+    def __init__(self, cfg, **kw):
+        super().__init__(cfg, **kw)
         self._key = None
         self.reset()
 
