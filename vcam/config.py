@@ -45,8 +45,9 @@ class MattingConfig:
                           "MODNet and other subjects to IS-Net with edge matting; `--model` names one")
     still_input_size: int = _f(320, lo=64, hi=2048, doc="MODNet's short side for stills (vcam remove, vcam.remove, "
                                "new_session), which have no frame deadline; `vcam remove --fast` uses input_size")
-    still_ensemble: bool = _f(True, doc="stills' portrait path (not --fast): MODNet, RVM and lite, each on the picture and "
-                              "its mirror image, averaged (about 3x MODNet's time a picture; better edges)")
+    still_ensemble: bool = _f(True, doc="stills' portrait path (not --fast): MODNet and RVM, each on the picture and "
+                              "its mirror image, averaged, the lite model breaking ties (about 3x MODNet's time a "
+                              "picture; better edges)")
     threads: int = _f(1, lo=0, hi=256, doc="onnxruntime intra-op threads (0: onnxruntime decides)")
     providers: str = _f("auto", doc="onnxruntime execution providers, comma-separated, or 'auto' (TensorRT, CUDA, then CPU)")
     runtime: str = _f("auto", choices=("auto", "onnxruntime", "openvino"),

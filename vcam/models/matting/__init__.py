@@ -15,8 +15,8 @@ def create(cfg, *, int8: bool = True, streams: int = 1) -> Matter:
     model on ``runtime: auto`` runs where this machine's check put it (:func:`.precision.resolve`;
     ``int8=False`` keeps it off int8), and the matter's ``cfg`` says which. ``streams``: how many
     threads will infer at once (stills: ``vcam remove``'s parallel pictures, ``vcam serve``'s pool).
-    The live workers keep one OpenVINO stream: with a stream each, the CPU budget's ladder swung between
-    levels every few seconds (the soak's file descriptors and RSS with it)."""
+    The live workers keep one OpenVINO stream: with a stream each, the soak saw a model loaded and
+    dropped every few seconds (file descriptors, RSS and CPU swinging with it)."""
     cls = MATTERS.get(cfg.model)
     if cls is None:
         raise ModelError(f"unknown model '{cfg.model}': choose one of {', '.join(sorted(MATTERS))}")

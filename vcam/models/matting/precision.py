@@ -232,7 +232,7 @@ def choose(cfg, *, calibrate: str | None = None, check_frames: list[np.ndarray] 
     truths = truth_frames()  # and pictures calibration did not see, against their true masks
     check = check + [img for img, _ in truths]
     n = len(check) - len(truths)
-    base = dataclasses.replace(cfg, threads=1, workers=1, runtime="onnxruntime", precision="fp32")
+    base = dataclasses.replace(cfg, threads=1, runtime="onnxruntime", precision="fp32")
     ref_matter = cls(base)
     ref, ms = _mattes(ref_matter, check)
     cands = [Candidate("onnxruntime", "fp32", ms=ms, why="the reference")]
@@ -364,7 +364,7 @@ def check_still_model(cfg, frames: list[np.ndarray] | None = None) -> tuple[Cand
 
     cls = MATTERS[cfg.model]
     frames = frames or [sample.product()[0], sample.full_body()[0]]
-    base = dataclasses.replace(cfg, workers=1, runtime="onnxruntime", precision="fp32")
+    base = dataclasses.replace(cfg, runtime="onnxruntime", precision="fp32")
     wanted = [("onnxruntime", "fp32"), ("openvino", "fp32")] + ([("openvino", "bf16")] if runtime.has_bf16() else [])
     ref, cands = None, []
     for rt, prec in wanted:
