@@ -228,9 +228,9 @@ def test_openvino_runs_as_many_inferences_at_once_as_there_are_callers(tmp_path,
                            alpha_matting=False, alpha_matting_foreground_threshold=240,
                            alpha_matting_background_threshold=10, alpha_matting_erode_size=10, post_process=False)
     folder = make_job(Config(), a, ["a.png", "b.png", "c.png"]).cfg.matting
-    assert (folder.threads, folder.workers) == (1, min(3, __import__("os").cpu_count()))
+    assert (folder.threads, folder.workers) == (1, min(3, os.cpu_count()))
     one_pic = make_job(Config(), a, ["a.png"]).cfg.matting
-    assert one_pic.workers == 1 and one_pic.threads == __import__("os").cpu_count()
+    assert one_pic.workers == 1 and one_pic.threads == os.cpu_count()
 
 
 @pytest.mark.skipif(not HAVE_OV, reason="OpenVINO is not installed (pip install 'vcam[openvino]')")

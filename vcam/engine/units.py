@@ -325,28 +325,26 @@ def combine_views(alphas: list, tiebreakers: list = ()) -> np.ndarray:
     keep = [i for i in range(len(per)) if i == 0 or mask_iou(per[i], per[0]) >= ENSEMBLE_AGREE]
     strong = [a for i in keep if i < len(alphas) for a in alphas[i]]  # a member that does not know this subject is left out
     weak = [a for i in keep if i >= len(alphas) for a in tiebreakers[i - len(alphas)]]
-    out = _combine(strong)
+    stack = np.stack(strong).astype(np.float32) * (1 / 255.0)  # [views, H, W]
+    out = strong[0] if len(strong) == 1 else _combine(stack)
     if not weak:
         return out
     H, W = out.shape
-    mean = np.mean(np.stack(strong), 0, dtype=np.float32) * (1 / 255.0)
+    mean = stack.mean(0)
     unsure = ((mean > TIE_LOW) & (mean < 1 - TIE_LOW)).astype(np.uint8)
     if not unsure.any():
         return out
     k = max(1, int(round(TIE_REACH * (H * H + W * W) ** 0.5)))
     unsure = cv2.dilate(unsure, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))) > 0
-    heard = _combine(strong + weak)
+    heard = _combine(np.concatenate([stack, np.stack(weak).astype(np.float32) * (1 / 255.0)]))
     # The tiebreakers decide which side of the edge a pixel lies on, not how soft it is: on furry
     # animals (soft alpha) their soft values in this band cost MAE 0.0181 -> 0.0226, their side alone 0.0204.
     return np.where(unsure & ((heard >= 128) != (out >= 128)), heard, out)
 
 
-def _combine(views: list) -> np.ndarray:
-    """Views ``[H, W] u8`` → their mean where they are unsure, a feathered vote where each is sure but
-    they disagree (see :func:`ensemble_alpha`)."""
-    if len(views) == 1:
-        return views[0]
-    stack = np.stack(views).astype(np.float32) * (1 / 255.0)  # [views, H, W]
+def _combine(stack: np.ndarray) -> np.ndarray:
+    """Views ``[n, H, W] f32`` in [0, 1] → ``[H, W] u8``: their mean where they are unsure, a feathered
+    vote where each is sure but they disagree (see :func:`ensemble_alpha`)."""
     mean = stack.mean(0)
     sure = np.abs(2 * stack - 1).mean(0) >= ENSEMBLE_SURE  # every view near 0 or 1...
     split = sure & (mean > 0.1) & (mean < 0.9)  # ...yet they disagree

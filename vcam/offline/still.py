@@ -53,16 +53,18 @@ def _portrait_ensemble(modnet, m):
     3x MODNet's time (0.34 s against 0.12 s a portrait, 1 thread); with lite's tiebreak 0.961 / 0.825,
     better on each of four disjoint subsets of 100. A member that cannot be had is left out (said
     once)."""
-    found = []
-    # RVM at the live input size: it sees twice that (its guided filter does the rest)
-    for spec in (dict(model="rvm", runtime="onnxruntime", precision="fp32"), dict(model="lite", threads=1)):
+    def optional(**spec):
         try:
-            found.append(create_matter(replace(m, model_path="", **spec)))
+            return [create_matter(replace(m, model_path="", **spec))]
         except ModelError as e:
             if spec["model"] not in _ENSEMBLE_SAID:
                 _ENSEMBLE_SAID.add(spec["model"])
                 log.warning("stills: portraits without %s in the ensemble (%s)", spec["model"], e)
-    return [modnet] + [x for x in found if x.name != "lite"], [x for x in found if x.name == "lite"]
+            return []
+
+    # RVM at the live input size: it sees twice that (its guided filter does the rest)
+    rvm = optional(model="rvm", runtime="onnxruntime", precision="fp32")
+    return [modnet] + rvm, optional(model="lite", threads=1)
 
 
 class Session:

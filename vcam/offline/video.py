@@ -118,7 +118,7 @@ def process_video(cfg: Config, input_path: str, *, output: str | None = None, al
         # Lockstep runs one inference at a time: give it the threads the live workers would share.
         m = cfg.matting
         if m.workers > 1 and m.threads > 0:
-            cfg = cfg.replace(matting={"threads": m.threads * m.workers, "workers": 1})
+            cfg = cfg.replace(matting={"threads": m.threads * m.workers})
         parts = build_parts(cfg, sinks=sinks, source=source)
     except BaseException:
         source.close()
