@@ -54,7 +54,7 @@ def recipes() -> dict[str, Config]:
         "MODNet 224, bilinear (vcam's size, no filters)": d.replace(matting={"input_size": 224}, **naive),
         "RVM (vcam refine + filter)": d.replace(matting={"model": "rvm", "input_size": 256}),
         "U2-Net-p 320, bilinear": d.replace(matting={"model": "u2netp"}, **naive),
-        "lite: MediaPipe landscape (vcam refine + filter)": d.replace(matting={"model": "lite"}),
+        "lite: MediaPipe selfie (vcam refine + filter)": d.replace(matting={"model": "lite"}),
     }
 
 

