@@ -113,6 +113,28 @@ def test_ladder_steps_down_then_back_up():
     assert gov.status()["chosen"] == gov.level.label and "fit the budget" in gov.status()["why"]
 
 
+def test_a_budget_the_configured_model_cannot_meet_starts_on_the_rung_that_can(monkeypatch):
+    """Where this machine's runtime check measured the configured model too slow for the floor rate
+    within the budget (even with nothing else running), the run loads the first rung that could, and
+    the ladder still starts from the configured model: it can step back up, knowing that model's cost."""
+    m = MattingConfig()
+    monkeypatch.setattr(budget, "recorded_ms", lambda cfg: 178.0)  # a slow AVX2 machine's MODNet
+    op = budget.opening(m, 0.6, lite=True)
+    assert (op.matting.model, op.configured) == ("lite", m) and "178 ms" in op.why and "1.42 of the 0.6" in op.why
+    op = budget.opening(m, 2.0, lite=True)  # 1.42 cores fit a 2-core budget: the configured model
+    assert op.matting == m and not op.why
+    assert budget.opening(m, 1.2, lite=True).matting.input_size == 192  # the smaller input is enough there
+    assert budget.opening(m, 0.6, lite=False).matting.input_size == 192  # no lite: the last rung
+    monkeypatch.setattr(budget, "recorded_ms", lambda cfg: 0.0)  # not checked yet: as configured
+    assert budget.opening(m, 0.6, lite=True).matting == m
+    assert budget.opening(m, None, lite=True).matting == m
+    levels, start = budget.ladder("modnet", 224, lite=True)
+    gov = budget.Governor(0.6, levels, start)
+    gov.open_at(budget.Opening(dataclasses.replace(m, model="lite"), m, 178.0, "started at lite"), start)
+    assert gov.level.label == "lite" and gov.status()["why"] == "started at lite"
+    assert gov.cost(start) == pytest.approx(0.178) and gov.cost(start + 1) == pytest.approx(0.178 * (192 / 224) ** 2)
+
+
 # --- live ------------------------------------------------------------------------------------
 
 def test_live_run_under_a_budget(tmp_path):

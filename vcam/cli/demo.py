@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 
 from ..config import Config
+from ..engine import budget
 from ..engine.parts import build_parts
 from ..live.pipeline import Pipeline
 from ..media.sinks import RecordSink
@@ -25,7 +26,8 @@ def run_demo(cfg: Config, *, out_dir: str = ".", seconds: float = 6.0):
     out.mkdir(parents=True, exist_ok=True)
     video, png = out / "vcam-demo.mp4", out / "vcam-demo.png"
     c = cfg.capture
-    parts = build_parts(cfg, sinks=[RecordSink(str(video), c.width, c.height, c.fps)])
+    parts = build_parts(cfg, sinks=[RecordSink(str(video), c.width, c.height, c.fps)],
+                        cpu_budget=budget.resolve(cfg.run.cpu_budget))
     pipe = Pipeline(cfg, parts, keep_alpha=True)
     picked = {}
 

@@ -7,6 +7,7 @@ import signal
 import threading
 
 from .. import config as config_mod
+from ..engine import budget
 from ..engine.parts import build_parts
 from ..errors import ConfigError
 from ..live.control import Controller
@@ -27,7 +28,7 @@ def main(cfg: config_mod.Config, a) -> int:
 
 
 def run(cfg: config_mod.Config, reload=None, watch: list | None = None) -> int:
-    parts = build_parts(cfg)
+    parts = build_parts(cfg, cpu_budget=budget.resolve(cfg.run.cpu_budget))
     pipe = Pipeline(cfg, parts)
     _install_signal_handlers(pipe.request_stop)
     controller = Controller(pipe, cfg, reload=reload)

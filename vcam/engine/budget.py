@@ -23,12 +23,13 @@ from __future__ import annotations
 import collections
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from ..errors import ConfigError
+from ..errors import ConfigError, VcamError
 
 
 CEILING_HZ = 15.0  # under a budget, mattes beyond this add little at 30 fps (the refiner tracks the frame)
+FLOOR_HZ = 8.0  # below this the ladder steps down (see the module's doc)
 
 
 def resolve(setting, cores: int | None = None) -> float | None:
@@ -87,6 +88,62 @@ def ladder(model: str, input_size: int, *, lite: bool) -> tuple[list[Level], int
     return levels, sizes.index(input_size)
 
 
+def index_of(levels: list[Level], model: str, input_size: int) -> int | None:
+    """The rung that runs ``model`` at ``input_size`` (any size for lite), or None."""
+    return next((i for i, lv in enumerate(levels)
+                 if lv.model == model and (model == "lite" or lv.input_size == input_size)), None)
+
+
+@dataclass(frozen=True)
+class Opening:
+    """Where a budgeted run starts: ``matting`` is the config to load first, ``configured`` the one the
+    ladder is built from, ``ms`` the configured model's CPU ms a matte from this machine's runtime check
+    (0: not checked yet), ``why`` what the log and the status say when they differ."""
+
+    matting: object  # MattingConfig
+    configured: object
+    ms: float = 0.0
+    why: str = ""
+
+
+def recorded_ms(m) -> float:
+    """CPU ms a matte of ``m.model`` on one thread, as this machine's one-time runtime check measured it on
+    shipped 720p frames at the configured input (``vcam bench --auto``); 0 when it has not run, or the
+    user picked the runtime or the file."""
+    if m.runtime != "auto" or m.model_path:
+        return 0.0
+    from ..models import store
+    from ..models.matting import precision
+
+    try:
+        rec = precision.recorded(m.model, store.resolve(m.model, fetch=False))
+    except (VcamError, OSError):
+        return 0.0
+    return rec.ms if rec is not None else 0.0
+
+
+def opening(m, budget: float | None, *, lite: bool) -> Opening:
+    """The rung to load first under ``budget``. The configured one, unless its measured cost says it
+    could not sustain :data:`FLOOR_HZ` within the budget even if nothing else ran: the ladder would
+    step down after its settle anyway, and meanwhile the heavier model's load and first seconds
+    would cost the mean (4 s of MODNet at 0.2 s a matte, on a slow AVX2 machine). Then the first rung
+    below that could. The ladder still starts from the configured model, so it can step back up."""
+    if budget is None:
+        return Opening(m, m)
+    levels, i = ladder(m.model, m.input_size, lite=lite)
+    ms = recorded_ms(m) if len(levels) > 1 else 0.0
+    if not ms:
+        return Opening(m, m)
+    cores = lambda j: FLOOR_HZ * ms / 1e3 * levels[j].cost / levels[i].cost  # noqa: E731
+    j = next((j for j in range(i, len(levels)) if cores(j) <= Governor.headroom * budget), len(levels) - 1)
+    if j == i:
+        return Opening(m, m, ms)
+    lv = levels[j]
+    why = (f"started at {lv.label}: {levels[i].label} takes {ms:.0f} ms of CPU a matte here, so "
+           f"{FLOOR_HZ:g} mattes/s would need {cores(i):.2f} of the {budget:g} cores")
+    return Opening(replace(m, model=lv.model, input_size=lv.input_size), m, ms, why)
+
+
 class Governor:
     """See the module's doc. Call :meth:`observe` a few times a second with the process's CPU
     seconds, :meth:`may_start` before an inference, :meth:`spent` after it, and apply what
@@ -100,7 +157,7 @@ class Governor:
     settle = 3.0  # s after the start before the ladder moves (loading and first-frame compiles cost CPU)
 
     def __init__(self, budget: float, levels: list[Level], start: int = 0, *, ceiling_hz: float = 15.0,
-                 floor_hz: float = 8.0, max_age: float = 1.0):
+                 floor_hz: float = FLOOR_HZ, max_age: float = 1.0):
         self.budget = budget
         self.max_age = max_age  # s: matting.max_age, after which a matte fails closed
         self._wall = 0.0  # s per matte from its start to its result, smoothed
@@ -124,6 +181,14 @@ class Governor:
         self.reason = "starting at the configured model"
         self.over_floor = False  # everything but inference alone takes more than the budget (said once)
         self.lock = threading.RLock()  # the matting workers and the ticker call in from their threads
+
+    def open_at(self, op: Opening, configured: int) -> None:
+        """Start at the rung ``op`` loaded (see :func:`opening`), knowing the configured rung's cost."""
+        i = index_of(self.levels, op.matting.model, op.matting.input_size)
+        if op.ms:
+            self._cost[configured] = op.ms / 1e3
+        if i is not None and i != self.index:
+            self.index, self.reason = i, op.why
 
     def set_levels(self, levels: list[Level], start: int) -> None:
         """A new ladder (the user switched model): costs are measured afresh."""

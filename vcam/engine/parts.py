@@ -1,14 +1,18 @@
 """What a run is built from, opened in an order that fails early and cleans up after itself."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from ..config import Config
+from . import budget
 from ..imaging import smoothing
 from ..imaging.compositor import Compositor
 from ..media.sinks import Sink, build_sinks
 from ..media.sources import Source, open_source
 from ..models.matting import Matter, create as create_matter
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -20,11 +24,14 @@ class Parts:
     smoother: smoothing.Smoother
     compositor: Compositor
     sinks: list[Sink]
+    opening: budget.Opening | None = None  # under a CPU budget: the rung ``matter`` is, and the configured one
 
 
-def build_parts(cfg: Config, *, sinks: list[Sink] | None = None, source: Source | None = None) -> Parts:
+def build_parts(cfg: Config, *, sinks: list[Sink] | None = None, source: Source | None = None,
+                cpu_budget: float | None = None) -> Parts:
     """Prepare the compositor, open the source, load the model and open the sinks, in that order,
-    closing whatever was opened if a later step fails."""
+    closing whatever was opened if a later step fails. ``cpu_budget`` (cores): the live run's, which
+    may start on a cheaper rung of the budget's ladder than the configured model (:func:`budget.opening`)."""
     c = cfg.capture
     opened: list = []
     try:
@@ -33,11 +40,14 @@ def build_parts(cfg: Config, *, sinks: list[Sink] | None = None, source: Source 
         if source is None:
             source = open_source(c.source, width=c.width, height=c.height, fps=c.fps)
         opened.append(source)
-        matter = create_matter(cfg.matting)
+        op = budget.opening(cfg.matting, cpu_budget, lite=budget.lite_available()) if cpu_budget else None
+        matter = create_matter(op.matting if op else cfg.matting)
         opened.append(matter)
+        if op is not None and op.why:
+            log.info("CPU budget %g cores: %s", cpu_budget, op.why)
         if sinks is None:
             sinks = build_sinks(cfg.output, c.width, c.height, c.fps)
-        return Parts(source, matter, smoothing.create(cfg.smoothing), compositor, sinks)
+        return Parts(source, matter, smoothing.create(cfg.smoothing), compositor, sinks, op)
     except BaseException:
         for o in reversed(opened):
             o.close()

@@ -59,8 +59,12 @@ class Pipeline:
         cores = budget.resolve(cfg.run.cpu_budget)
         self.governor = None
         if cores is not None:
-            self.governor = budget.Governor(cores, *self._ladder(parts.matter.cfg),
-                                            ceiling_hz=m.max_hz or budget.CEILING_HZ, max_age=m.max_age)
+            op = parts.opening
+            levels, start = self._ladder(op.configured if op is not None else parts.matter.cfg)
+            self.governor = budget.Governor(cores, levels, start, ceiling_hz=m.max_hz or budget.CEILING_HZ,
+                                            max_age=m.max_age)
+            if op is not None:
+                self.governor.open_at(op, start)
         self.matting = MattingStage(MattingUnit(parts.matter, parts.smoother, parts.compositor.refiner,
                                                 reuse_still=m.reuse_still, reuse_max_age=m.reuse_max_age,
                                                 crop=m.crop),
