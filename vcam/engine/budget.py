@@ -71,7 +71,7 @@ def lite_available() -> bool:
 
     from ..models import store
 
-    return importlib.util.find_spec("ai_edge_litert") is not None and store.is_cached("lite")
+    return importlib.util.find_spec("ai_edge_litert") is not None and store.cached_path("lite").exists()
 
 
 def ladder(model: str, input_size: int, *, lite: bool) -> tuple[list[Level], int]:

@@ -62,6 +62,8 @@ class ModelSpec:
     chunks: str = ""
     # Other rows of the table fetched, cached and checked with this one (from the same package): a
     # model that is several files (the lite model's landscape and square variants) is one name to the user.
+    # A cache made before a companion existed lacks it: the model then works without it (companion()),
+    # and `vcam models pull NAME` adds it.
     companions: tuple[str, ...] = ()
 
 
@@ -119,10 +121,12 @@ def cached_path(name: str) -> Path:
     return cache_dir() / spec(name).filename
 
 
-def is_cached(name: str) -> bool:
-    """``name``'s file and its companions' are in the cache (not checksummed: see :func:`resolve`)."""
+def companion(name: str) -> Path | None:
+    """A companion file (``lite-square``) from the cache, sha256-checked, or None when it is not there: a
+    companion is an extra that a cache made before it existed lacks, and its model works without it."""
     s = spec(name)
-    return all(cached_path(n).exists() for n in (s.name, *s.companions))
+    dest = cache_dir() / s.filename
+    return dest if _cached_ok(dest, s) else None
 
 
 def _missing(s: ModelSpec, force: bool = False) -> list[ModelSpec]:
@@ -342,8 +346,8 @@ def resolve(name: str, model_path: str = "", *, fetch: bool = True) -> Path:
         return p
     s = spec(name)
     dest = cache_dir() / s.filename
-    if not _missing(s):
-        return dest
+    if _cached_ok(dest, s):
+        return dest  # its companions are fetched with it, or by `vcam models pull` (see companion())
     if not fetch:
         raise ModelError(f"model '{name}' is not cached: run `vcam models pull {owner(name)}`")
     return pull(name)

@@ -20,6 +20,7 @@ guided refinement as every other model (not LFBW's threshold-and-dilate).
 """
 from __future__ import annotations
 
+import logging
 import threading
 
 import cv2
@@ -28,6 +29,9 @@ import numpy as np
 from ...errors import ModelError
 from .. import store
 from .base import Matter, register
+
+log = logging.getLogger(__name__)
+_SAID: set = set()  # what was logged once per process
 
 H, W = 144, 256  # the landscape model's input
 SQUARE = 256  # the square model's input side
@@ -71,7 +75,12 @@ class LiteMatter(Matter):
         # The square model comes with the landscape one from the store (or the wheel given as
         # --model-path); a single .tflite file given by the user is used for every frame.
         own = cfg.model_path and not str(cfg.model_path).endswith(".whl")
-        self.square_path = None if own else str(store.cached_path("lite-square"))
+        square = None if own else store.companion("lite-square")
+        if square is None and not own and "square" not in _SAID:
+            _SAID.add("square")  # a cache from before the square model: fetched with `vcam models pull lite`
+            log.info("lite: upright frames use the landscape model (the square one is not cached: "
+                     "`vcam models pull lite` adds it)")
+        self.square_path = None if square is None else str(square)
         self._Interpreter = _interpreter_class()
         self._local = threading.local()  # one interpreter per thread and shape: LiteRT's are not thread-safe
         self._interp(False)  # load now, so a bad file fails at start, not in the matting thread
