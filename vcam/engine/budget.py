@@ -109,8 +109,8 @@ class Opening:
 def recorded_ms(m) -> float:
     """CPU ms a matte of ``m.model`` on one thread, as this machine's one-time runtime check measured it on
     shipped 720p frames at the configured input (``vcam bench --auto``); 0 when it has not run, or the
-    user picked the runtime or the file."""
-    if m.runtime != "auto" or m.model_path:
+    user picked the runtime, the providers or the file."""
+    if m.runtime != "auto" or m.model_path or str(m.providers).strip().lower() not in ("", "auto"):
         return 0.0
     from ..models import store
     from ..models.matting import precision
@@ -125,9 +125,9 @@ def recorded_ms(m) -> float:
 def opening(m, budget: float | None, *, lite: bool) -> Opening:
     """The rung to load first under ``budget``. The configured one, unless its measured cost says it
     could not sustain :data:`FLOOR_HZ` within the budget even if nothing else ran: the ladder would
-    step down after its settle anyway, and meanwhile the heavier model's load and first seconds
-    would cost the mean (4 s of MODNet at 0.2 s a matte, on a slow AVX2 machine). Then the first rung
-    below that could. The ladder still starts from the configured model, so it can step back up."""
+    step down after its settle anyway, and meanwhile the heavier model's first seconds would cost the
+    mean (4 s of MODNet at 0.2 s a matte, on a slow AVX2 machine). Then the first rung below that
+    could (``build_parts`` still loads the configured model first, so its errors come at start). The ladder still starts from the configured model, so it can step back up."""
     if budget is None:
         return Opening(m, m)
     levels, i = ladder(m.model, m.input_size, lite=lite)

@@ -40,10 +40,17 @@ def build_parts(cfg: Config, *, sinks: list[Sink] | None = None, source: Source 
         if source is None:
             source = open_source(c.source, width=c.width, height=c.height, fps=c.fps)
         opened.append(source)
-        op = budget.opening(cfg.matting, cpu_budget, lite=budget.lite_available()) if cpu_budget else None
-        matter = create_matter(op.matting if op else cfg.matting)
+        # The configured model is loaded even when the budget starts lower: a bad setting of it (a
+        # provider, a file) fails here, at start, not when the ladder steps up to it mid-call.
+        matter = create_matter(cfg.matting)
         opened.append(matter)
+        op = budget.opening(cfg.matting, cpu_budget, lite=budget.lite_available()) if cpu_budget else None
         if op is not None and op.why:
+            cheaper = create_matter(op.matting)
+            opened.append(cheaper)
+            opened.remove(matter)
+            matter.close()
+            matter = cheaper
             log.info("CPU budget %g cores: %s", cpu_budget, op.why)
         if sinks is None:
             sinks = build_sinks(cfg.output, c.width, c.height, c.fps)

