@@ -127,8 +127,9 @@ def test_lite_model_on_the_astronaut():
     from vcam.models.matting import create
 
     matter = create(Config().matting.__class__(model="lite"))
-    a = matter.infer(ASTRO)
-    assert a.shape == (144, 256) and a.dtype == np.float32
+    assert matter.infer(cv2.resize(ASTRO, (640, 360))).shape == (144, 256)  # 16:9: the landscape model
+    a = matter.infer(ASTRO)  # square: the square model
+    assert a.shape == (256, 256) and a.dtype == np.float32
     full = cv2.resize(a, (512, 512))
     assert full[100:130, 200:250].mean() > 0.8  # face
     assert full[380:460, 60:180].mean() > 0.8  # suit

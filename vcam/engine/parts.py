@@ -44,16 +44,16 @@ def build_parts(cfg: Config, *, sinks: list[Sink] | None = None, source: Source 
         # provider, a file) fails here, at start, not when the ladder steps up to it mid-call.
         matter = create_matter(cfg.matting)
         opened.append(matter)
+        if sinks is None:
+            sinks = build_sinks(cfg.output, c.width, c.height, c.fps)
         op = budget.opening(cfg.matting, cpu_budget, lite=budget.lite_available()) if cpu_budget else None
-        if op is not None and op.why:
+        if op is not None and op.why:  # everything opened: the switch is the last step, and its line the last
             cheaper = create_matter(op.matting)
             opened.append(cheaper)
             opened.remove(matter)
             matter.close()
             matter = cheaper
             log.info("CPU budget %g cores: %s", cpu_budget, op.why)
-        if sinks is None:
-            sinks = build_sinks(cfg.output, c.width, c.height, c.fps)
         return Parts(source, matter, smoothing.create(cfg.smoothing), compositor, sinks, op)
     except BaseException:
         for o in reversed(opened):
