@@ -270,7 +270,9 @@ def test_an_interrupted_process_leaves_nothing(tmp_path, sig, code, modnet_path)
             time.sleep(0.1)  # wait until it is writing
         assert any(out_dir.rglob("*.png")), "never started writing"
         p.send_signal(sig)
-        assert p.wait(timeout=20) == code
+        # Alone it exits within a few seconds. In full runs the SIGINT case has outlived 20 s (three times,
+        # never SIGTERM; not understood yet, see the closing note): 60 s still tells a slow exit from a hang.
+        assert p.wait(timeout=60) == code
     finally:
         p.kill()
     assert list(out_dir.iterdir()) == [], list(out_dir.rglob("*"))
