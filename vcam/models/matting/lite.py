@@ -84,9 +84,9 @@ class LiteMatter(Matter):
         self.square_path = None if square is None else str(square)
         self._Interpreter = _interpreter_class()
         self._local = threading.local()  # one interpreter per thread and shape: LiteRT's are not thread-safe
-        self._interp(False)  # load now, so a bad file fails at start, not in the matting thread
-        if self.square_path:
-            self._interp(True)
+        # Load now, so a bad file fails at start, not in the matting thread. The square file was checked by
+        # its sha256 (store.companion); its interpreter is made by the first upright frame of each thread.
+        self._interp(False)
 
     def _interp(self, square: bool):
         """This thread's interpreter for one of the two shapes, with its buffers."""
