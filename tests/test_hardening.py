@@ -262,17 +262,19 @@ def test_an_interrupted_process_leaves_nothing(tmp_path, sig, code, modnet_path)
     src = write_clip(tmp_path / "long.mp4", frames=600)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
+    # Ctrl-C reaches a foreground command with SIGINT at its default. A child inherits an *ignored* SIGINT
+    # (and Python then installs no handler for it): in full runs something earlier in this pytest process
+    # leaves it ignored, and the SIGINT case then never stopped (60 s, three full runs; alone it passed in 7 s).
     p = subprocess.Popen([*VCAM, "process", str(src), "-o", str(out_dir / "o.mp4"), "--alpha-out",
-                          str(out_dir / "alpha")], stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+                          str(out_dir / "alpha")], stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not any(out_dir.rglob("*.png")):
             time.sleep(0.1)  # wait until it is writing
         assert any(out_dir.rglob("*.png")), "never started writing"
         p.send_signal(sig)
-        # Alone it exits within a few seconds. In full runs the SIGINT case has outlived 20 s (three times,
-        # never SIGTERM; not understood yet, see the closing note): 60 s still tells a slow exit from a hang.
-        assert p.wait(timeout=60) == code
+        assert p.wait(timeout=20) == code
     finally:
         p.kill()
     assert list(out_dir.iterdir()) == [], list(out_dir.rglob("*"))
