@@ -113,6 +113,36 @@ def test_ladder_steps_down_then_back_up():
     assert gov.status()["chosen"] == gov.level.label and "fit the budget" in gov.status()["why"]
 
 
+def test_a_call_that_alternates_still_and_moving_does_not_swing_the_ladder_each_time():
+    """Still moments make MODNet look affordable, movement drops it again: each swing loads a model.
+    Each fall from a level doubles the wait before returning to it, so a call that keeps alternating
+    settles, and one that stays still long enough still gets the better model back."""
+    levels, start = budget.ladder("modnet", 224, lite=True)
+    gov = budget.Governor(0.5, levels, start)
+    cost = lambda lv: 0.008 if lv.model == "lite" else 0.09 * lv.cost  # noqa: E731
+    t, cpu, moves = 0.0, 0.0, []
+    for k in range(60):  # 10 minutes: 5 s still, 5 s moving
+        _, _, m, cpu = simulate(gov, 5, cost=cost, other=0.2, still_fraction=0.95 if k % 2 else 0.0, start=t, cpu=cpu)
+        moves += m
+        t += 5
+    assert 2 <= len(moves) <= 12, moves  # without the backoff: about one swing every 10 s, 60 of them
+    _, _, m, _ = simulate(gov, 400, cost=cost, other=0.2, still_fraction=0.95, start=t, cpu=cpu)
+    assert gov.level.model == "modnet", m  # a long still stretch: the better model again
+
+
+def test_a_matting_rate_capped_below_the_floor_is_not_a_reason_to_step_down(monkeypatch):
+    """`matting.max_hz 4`: the user asked for 4 mattes/s, so 4 sustained is enough; with the floor of 8
+    every level would fail it and the ladder would fall to the lightest model."""
+    levels, start = budget.ladder("modnet", 224, lite=True)
+    gov = budget.Governor(0.6, levels, start, ceiling_hz=4.0)
+    assert gov.floor == pytest.approx(3.6)
+    _, hz, moves, _ = simulate(gov, 60, cost=lambda lv: 0.008 if lv.model == "lite" else 0.09 * lv.cost, other=0.2)
+    assert gov.level.model == "modnet" and "lite" not in moves and 3 < hz <= 4.2, (moves, hz)
+    monkeypatch.setattr(budget, "recorded_ms", lambda cfg: 178.0)  # 3.6 mattes/s of it need 0.64 cores
+    op = budget.opening(dataclasses.replace(MattingConfig(), max_hz=4.0), 0.6, lite=True)
+    assert op.matting.model == "modnet" and op.matting.input_size == 192 and "3.6 mattes/s" in op.why, op.why
+
+
 def test_a_budget_the_configured_model_cannot_meet_starts_on_the_rung_that_can(monkeypatch):
     """Where this machine's runtime check measured the configured model too slow for the floor rate
     within the budget (even with nothing else running), the run loads the first rung that could, and

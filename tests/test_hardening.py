@@ -29,9 +29,23 @@ from helpers import patch_mean, sample_points
 VCAM = [sys.executable, "-m", "vcam"]
 
 
-def run_vcam(*args, timeout=180, **kw):
-    return subprocess.run([*VCAM, *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, **kw)
+def run_vcam(*args, timeout=180, env=None, **kw):
+    """vcam in a process of its own. One that outlives ``timeout`` is a hang: it is made to print every
+    thread's stack (faulthandler on SIGABRT) and the test fails with them, not with a bare timeout."""
+    env = {**(os.environ if env is None else env), "PYTHONFAULTHANDLER": "1"}
+    p = subprocess.Popen([*VCAM, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         stdin=subprocess.DEVNULL, env=env, **kw)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.send_signal(signal.SIGABRT)
+        try:
+            out, err = p.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+        pytest.fail(f"vcam {' '.join(map(str, args))} hung for {timeout} s; its threads:\n{err[-12000:]}")
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
 
 def one_line(r) -> str:

@@ -134,13 +134,14 @@ def opening(m, budget: float | None, *, lite: bool) -> Opening:
     ms = recorded_ms(m) if len(levels) > 1 else 0.0
     if not ms:
         return Opening(m, m)
-    cores = lambda j: FLOOR_HZ * ms / 1e3 * levels[j].cost / levels[i].cost  # noqa: E731
+    floor = min(FLOOR_HZ, 0.9 * m.max_hz) if m.max_hz else FLOOR_HZ  # as Governor.floor
+    cores = lambda j: floor * ms / 1e3 * levels[j].cost / levels[i].cost  # noqa: E731
     j = next((j for j in range(i, len(levels)) if cores(j) <= Governor.headroom * budget), len(levels) - 1)
     if j == i:
         return Opening(m, m, ms)
     lv = levels[j]
     why = (f"started at {lv.label}: {levels[i].label} takes {ms:.0f} ms of CPU a matte here, so "
-           f"{FLOOR_HZ:g} mattes/s would need {cores(i):.2f} of the {budget:g} cores")
+           f"{floor:g} mattes/s would need {cores(i):.2f} of the {budget:g} cores")
     return Opening(replace(m, model=lv.model, input_size=lv.input_size), m, ms, why)
 
 
@@ -155,6 +156,8 @@ class Governor:
     headroom = 0.97  # aim a little under the budget (the mean must not exceed it)
     max_gap_cap = 0.5  # s: an inference may always start this long after the last one, or sooner (max_gap)
     settle = 3.0  # s after the start before the ladder moves (loading and first-frame compiles cost CPU)
+    backoff_cap = 64  # the wait before returning to a level the ladder fell from doubles, up to hold_up × this
+    stable = 60.0  # s at a level without falling before its fall count is forgotten
 
     def __init__(self, budget: float, levels: list[Level], start: int = 0, *, ceiling_hz: float = 15.0,
                  floor_hz: float = FLOOR_HZ, max_age: float = 1.0):
@@ -168,6 +171,7 @@ class Governor:
         self._t = None  # last observe()
         self._cpu = 0.0
         self._matting_cpu = 0.0  # CPU s of inferences since the last observe()
+        self.matting_cpu_total = 0.0  # CPU s of all inferences (scripts/soak.py: what else the process spends)
         self._t_first = None
         self._cpu_first = 0.0
         self.cores = 0.0  # measured, smoothed over `window`
@@ -177,6 +181,9 @@ class Governor:
         self._low_since = None
         self._demand: collections.deque = collections.deque()  # (time, inferences so far), for stepping up
         self._inferences = 0
+        self._falls: dict[int, int] = {}  # level → times the ladder fell from it lately
+        self._not_before: dict[int, float] = {}  # level → the earliest time the ladder may step up to it
+        self._t_moved = None
         self.changes = 0
         self.reason = "starting at the configured model"
         self.over_floor = False  # everything but inference alone takes more than the budget (said once)
@@ -244,6 +251,12 @@ class Governor:
     def sustained_hz(self, index: int | None = None) -> float:
         return self.matting_cores / max(self.cost(index), 1e-4)
 
+    @property
+    def floor(self) -> float:
+        """The rate below which the ladder steps down: ``floor_hz``, or less under a lower ceiling (a user
+        who caps mattes at 4 Hz asked for 4 Hz; at 8 no level would ever do)."""
+        return min(self.floor_hz, 0.9 * self.ceiling_hz) if self.ceiling_hz else self.floor_hz
+
     # --- gating -------------------------------------------------------------------------
     @property
     def max_gap(self) -> float:
@@ -286,6 +299,7 @@ class Governor:
             self._wall = wall_s if not self._inferences else self._wall + 0.2 * (wall_s - self._wall)
         self.tokens -= cpu_s
         self._matting_cpu += cpu_s
+        self.matting_cpu_total += cpu_s
         self._inferences += 1
         c = self._cost.get(self.index)
         self._cost[self.index] = cpu_s if c is None else c + 0.2 * (cpu_s - c)
@@ -294,23 +308,26 @@ class Governor:
     def decide(self, now: float) -> Level | None:
         """The level to switch to, or ``None`` to stay.
 
-        Down, while the budget holds inferences back and sustains less than ``floor_hz`` here:
+        Down, while the budget holds inferences back and sustains less than :attr:`floor` here:
         to the best level below that sustains it (the last one if none). Up, one level, when the
         inferences actually needed over the last ``hold_up`` s (a still picture needs few) would
-        fit the budget there with a fifth to spare."""
+        fit the budget there with a fifth to spare, and not sooner after a fall from that level
+        than its backoff (see :meth:`_move`)."""
         if self._t is None or now - self._t_first < self.settle:
             return None
         if self.other >= self.headroom * self.budget and now - self._t_first > 2 * self.settle:
             self.over_floor = True
-        hz = self.sustained_hz()
+        hz, floor = self.sustained_hz(), self.floor
         starved = now - self._t_denied < 1.0
-        if hz < self.floor_hz and starved and self.index < len(self.levels) - 1:
+        if self._t_moved is not None and now - self._t_moved > self.stable:
+            self._falls.pop(self.index, None)  # this level has held: a later fall starts the backoff afresh
+        if hz < floor and starved and self.index < len(self.levels) - 1:
             self._low_since = self._low_since or now
             if now - self._low_since >= self.hold_down:
                 below = range(self.index + 1, len(self.levels))
-                target = next((i for i in below if self.sustained_hz(i) >= self.floor_hz), below[-1])
+                target = next((i for i in below if self.sustained_hz(i) >= floor), below[-1])
                 if self.matting_cores > 0:
-                    why = f"{hz:.1f} Hz fit the budget at {self.level.label}, below {self.floor_hz:g} Hz"
+                    why = f"{hz:.1f} Hz fit the budget at {self.level.label}, below {floor:g} Hz"
                 else:  # "0.0 Hz fit" would read as if nothing had been measured
                     why = (f"capture and compositing take {self.other:.2f} of the {self.budget:g} cores, which "
                            f"leaves nothing to fit the budget at {self.level.label}")
@@ -328,7 +345,7 @@ class Governor:
             return None
         demand_hz = (self._inferences - n0) / (now - t0)
         need = max(demand_hz, 1.0) * self.cost(self.index - 1)
-        if need <= 0.8 * self.matting_cores:
+        if need <= 0.8 * self.matting_cores and now >= self._not_before.get(self.index - 1, 0.0):
             return self._move(self.index - 1, now, f"{demand_hz:.1f} mattes/s were needed, which fit the budget at "
                                                    f"{self.levels[self.index - 1].label}")
         return None
@@ -345,6 +362,13 @@ class Governor:
                 self.reason = why
 
     def _move(self, index: int, now: float, why: str) -> Level:
+        if index > self.index:
+            # A fall: a still moment would soon make the level above look affordable again, and the
+            # next movement would drop it again, each time loading a model. Each fall from a level
+            # doubles the wait before the ladder returns to it (hold_up × 2, 4, … backoff_cap).
+            k = self._falls[self.index] = self._falls.get(self.index, 0) + 1
+            self._not_before[self.index] = now + self.hold_up * min(2 ** k, self.backoff_cap)
+        self._t_moved = now
         self.index = index
         self._demand.clear()
         self._low_since = None
