@@ -61,6 +61,12 @@ def _interpreter_class():
     return Interpreter
 
 
+# Interpreters are made one at a time: the stills' worker threads each make theirs on their first
+# picture, at the same moment, and XNNPACK's delegate set-up is shared process state. (A two-worker
+# folder job hung once in CI, cause not found; this rules out one candidate, at a few ms once a thread.)
+_MAKING = threading.Lock()
+
+
 @register("lite")
 class LiteMatter(Matter):
     # It could run at the frame rate, but the guided refinement carries a 15 Hz matte across
@@ -95,8 +101,9 @@ class LiteMatter(Matter):
         if loc is None:
             path, shape = (self.square_path, (SQUARE, SQUARE)) if square else (self.path, (H, W))
             try:
-                it = self._Interpreter(model_path=path, num_threads=max(1, int(self.cfg.threads)))
-                it.allocate_tensors()
+                with _MAKING:
+                    it = self._Interpreter(model_path=path, num_threads=max(1, int(self.cfg.threads)))
+                    it.allocate_tensors()
             except (ValueError, RuntimeError) as e:
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
                 raise ModelError(f"cannot load the lite model {path} ({first}): it is corrupt; "
