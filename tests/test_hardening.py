@@ -295,6 +295,61 @@ def test_an_interrupted_process_leaves_nothing(tmp_path, sig, code, modnet_path)
     assert "Traceback" not in p.stderr.read()
 
 
+def test_an_interrupted_folder_job_does_not_wait_for_ever_on_a_stuck_image(caplog):
+    """Ctrl-C/SIGTERM lets the images in hand finish, but one stuck in a native call (an OpenVINO
+    deadlock once held a CI job's two workers for good, SIGTERM included) must not hold the exit:
+    the wait ends at the grace or at a second Ctrl-C, and says what was abandoned."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vcam.offline.batch import finish_in_hand
+
+    release = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vcam-remove")
+    done = []
+    futs = [pool.submit(release.wait, 30)] + [pool.submit(done.append, 2) for _ in range(5)]
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    finish_in_hand(pool, grace=0.5)
+    assert time.monotonic() - t0 < 2
+    assert any("1 image(s) still in progress were abandoned" in r.message for r in caplog.records)
+    assert done == [] and sum(f.cancelled() for f in futs) == 5  # nothing new started after the interrupt
+    release.set()
+    pool.shutdown(wait=True)
+
+
+def test_openvino_sessions_survive_two_threads_starting_at_the_same_moment(tmp_path, modnet_path):
+    """OpenVINO's binding could deadlock for good when two threads' first inferences start at once
+    (2 of 30 fresh processes here): each process below makes a session and starts two at once."""
+    pytest.importorskip("openvino")
+    script = tmp_path / "race.py"
+    script.write_text(f"""
+import threading, numpy as np
+from pathlib import Path
+from vcam.models import runtime
+s = runtime.OpenVinoSession(Path({str(modnet_path)!r}), threads=1, precision="fp32", name="modnet", streams=2)
+x = np.zeros((1, 3, 64, 64), np.float32)
+name = s.get_inputs()[0].name
+b = threading.Barrier(2)
+def go():
+    b.wait()
+    s.run(None, {{name: x}})
+ts = [threading.Thread(target=go) for _ in range(2)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print("ok")
+""")
+    procs = [subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+             for _ in range(8)]
+    outs = []
+    for p in procs:
+        try:
+            outs.append(p.communicate(timeout=120)[0].strip())
+        except subprocess.TimeoutExpired:
+            p.kill()
+            outs.append("hung")
+    assert outs == ["ok"] * 8, outs
+
+
 def test_an_input_is_never_overwritten_through_a_link(tmp_path, clip, portrait):
     src = tmp_path / "in.mp4"
     src.write_bytes(clip.read_bytes())

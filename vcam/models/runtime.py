@@ -103,6 +103,28 @@ class _Input:
         self.name = name
 
 
+_OV_NUMPY = threading.Lock()
+_ov_numpy_ready = False
+
+
+def _ov_numpy() -> None:
+    """Make OpenVINO's binding set up its numpy API once, on one thread. Two threads whose first
+    ``infer`` starts at the same moment can otherwise deadlock inside it, for good: one holds a C++
+    static's init guard and waits for the GIL, the other holds the GIL and waits for the guard
+    (seen as a ``vcam remove`` folder job hanging in CI; reproduced here in 2 of 30 fresh processes,
+    0 of 90 with this)."""
+    global _ov_numpy_ready
+    if _ov_numpy_ready:
+        return
+    with _OV_NUMPY:
+        if not _ov_numpy_ready:
+            import openvino as ov
+
+            t = ov.Tensor(np.zeros((1, 1), np.float32))
+            t.data[:] = np.ones((1, 1), np.float32)  # the path InferRequest.infer takes with numpy inputs
+            _ov_numpy_ready = True
+
+
 class OpenVinoSession:
     """An OpenVINO compiled model with onnxruntime's ``get_inputs()`` / ``run(None, feeds)``.
     One infer request per calling thread (matting may run on several); outputs are copied,
@@ -138,6 +160,7 @@ class OpenVinoSession:
         self._inputs = [_Input(p.get_any_name()) for p in self.compiled.inputs]
         self._local = threading.local()
         self.precision = precision
+        _ov_numpy()
 
     def get_inputs(self):
         return self._inputs
@@ -148,6 +171,7 @@ class OpenVinoSession:
     def run(self, output_names, feeds: dict):
         req = getattr(self._local, "req", None)
         if req is None:
+            _ov_numpy()
             req = self._local.req = self.compiled.create_infer_request()
         res = req.infer(feeds)
         return [np.array(res[o], copy=True) for o in self.compiled.outputs]

@@ -210,6 +210,7 @@ def remove_cli(cfg: Config, a) -> int:
             return "failed", f"{src}: {type(e).__name__}: {e}"
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vcam-remove")
+    interrupted = False
     try:
         for i, (status, err) in enumerate(pool.map(guarded, inputs), 1):
             counts[status] += 1
@@ -217,13 +218,41 @@ def remove_cli(cfg: Config, a) -> int:
                 log.error("skipped %s", err)
             bar(i)
     except BaseException:  # Ctrl-C, SIGTERM: the images in hand finish (each lands whole), the rest never start
-        pool.shutdown(wait=True, cancel_futures=True)
+        interrupted = True
+        finish_in_hand(pool)
         raise
     finally:
-        pool.shutdown(wait=True)
+        if not interrupted:
+            pool.shutdown(wait=True)
         bar.close()
-        session.close()
+        if not interrupted or not _busy(pool):
+            session.close()
     return summary(counts, len(inputs))
+
+
+GRACE_S = 60.0  # after Ctrl-C/SIGTERM, how long the images in hand may take to finish
+
+
+def _busy(pool: ThreadPoolExecutor) -> list:
+    return [t for t in getattr(pool, "_threads", ()) if t.is_alive()]
+
+
+def finish_in_hand(pool: ThreadPoolExecutor, grace: float = GRACE_S) -> None:
+    """After an interrupt: no new image starts, and the ones in hand get ``grace`` s to finish and be
+    written whole. A second Ctrl-C, or an image that takes longer (a stuck native call), ends the
+    wait: the process then exits without them (:func:`vcam.cli.app.entry`), their outputs unwritten,
+    never half-written."""
+    import time
+
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + grace
+    try:
+        for t in _busy(pool):
+            t.join(max(0.0, deadline - time.monotonic()))
+    except KeyboardInterrupt:
+        pass
+    if left := _busy(pool):
+        log.warning("%d image(s) still in progress were abandoned, their results not written", len(left))
 
 
 def summary(counts: dict, n: int) -> int:
