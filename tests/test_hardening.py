@@ -277,8 +277,9 @@ def test_an_interrupted_process_leaves_nothing(tmp_path, sig, code, modnet_path)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     # Ctrl-C reaches a foreground command with SIGINT at its default. A child inherits an *ignored* SIGINT
-    # (and Python then installs no handler for it): in full runs something earlier in this pytest process
-    # leaves it ignored, and the SIGINT case then never stopped (60 s, three full runs; alone it passed in 7 s).
+    # (and Python then installs no handler for it) where the test run itself was started with it ignored, as
+    # a non-interactive shell starts its background jobs: the SIGINT case then never stopped. No test changes
+    # it (checked after every test of a full run, /proc/self/status SigIgn).
     p = subprocess.Popen([*VCAM, "process", str(src), "-o", str(out_dir / "o.mp4"), "--alpha-out",
                           str(out_dir / "alpha")], stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
