@@ -32,6 +32,12 @@ CEILING_HZ = 15.0  # under a budget, mattes beyond this add little at 30 fps (th
 FLOOR_HZ = 8.0  # below this the ladder steps down (see the module's doc)
 
 
+def floor_for(ceiling_hz: float) -> float:
+    """The rate below which the ladder steps down: :data:`FLOOR_HZ`, or 0.9× a lower cap on the matting
+    rate (a user who caps mattes at 4 Hz asked for 4 Hz; at 8 no level would ever do)."""
+    return min(FLOOR_HZ, 0.9 * ceiling_hz) if ceiling_hz else FLOOR_HZ
+
+
 def resolve(setting, cores: int | None = None) -> float | None:
     """``run.cpu_budget`` → cores, or ``None`` for no budget. 'auto': 0.6 on machines with up to
     4 cores, 1.0 above; 'off': none; a number: that many cores (0 < n ≤ the machine's cores)."""
@@ -127,14 +133,15 @@ def opening(m, budget: float | None, *, lite: bool) -> Opening:
     could not sustain :data:`FLOOR_HZ` within the budget even if nothing else ran: the ladder would
     step down after its settle anyway, and meanwhile the heavier model's first seconds would cost the
     mean (4 s of MODNet at 0.2 s a matte, on a slow AVX2 machine). Then the first rung below that
-    could (``build_parts`` still loads the configured model first, so its errors come at start). The ladder still starts from the configured model, so it can step back up."""
+    could (``build_parts`` still loads the configured model first, so its errors come at start). The
+    ladder still starts from the configured model, so it can step back up."""
     if budget is None:
         return Opening(m, m)
     levels, i = ladder(m.model, m.input_size, lite=lite)
     ms = recorded_ms(m) if len(levels) > 1 else 0.0
     if not ms:
         return Opening(m, m)
-    floor = min(FLOOR_HZ, 0.9 * m.max_hz) if m.max_hz else FLOOR_HZ  # as Governor.floor
+    floor = floor_for(m.max_hz or CEILING_HZ)
     cores = lambda j: floor * ms / 1e3 * levels[j].cost / levels[i].cost  # noqa: E731
     j = next((j for j in range(i, len(levels)) if cores(j) <= Governor.headroom * budget), len(levels) - 1)
     if j == i:
@@ -202,6 +209,7 @@ class Governor:
         with self.lock:
             self.levels, self.index = levels, start
             self._cost.clear()
+            self._forget_falls()
             self.reason = "the model was switched"
 
     # --- measurements -------------------------------------------------------------------
@@ -253,9 +261,8 @@ class Governor:
 
     @property
     def floor(self) -> float:
-        """The rate below which the ladder steps down: ``floor_hz``, or less under a lower ceiling (a user
-        who caps mattes at 4 Hz asked for 4 Hz; at 8 no level would ever do)."""
-        return min(self.floor_hz, 0.9 * self.ceiling_hz) if self.ceiling_hz else self.floor_hz
+        """The rate below which the ladder steps down (:func:`floor_for`; ``floor_hz`` lowers it)."""
+        return min(self.floor_hz, floor_for(self.ceiling_hz))
 
     # --- gating -------------------------------------------------------------------------
     @property
@@ -359,7 +366,13 @@ class Governor:
                 if self.index >= i and self.index > 0:
                     self.index -= 1
                 self._cost = {}
+                self._forget_falls()
                 self.reason = why
+
+    def _forget_falls(self) -> None:
+        """The backoff is kept by level index: a ladder that changed starts it afresh."""
+        self._falls.clear()
+        self._not_before.clear()
 
     def _move(self, index: int, now: float, why: str) -> Level:
         if index > self.index:

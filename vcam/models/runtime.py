@@ -160,7 +160,7 @@ class OpenVinoSession:
         self._inputs = [_Input(p.get_any_name()) for p in self.compiled.inputs]
         self._local = threading.local()
         self.precision = precision
-        _ov_numpy()
+        _ov_numpy()  # before any thread's first request
 
     def get_inputs(self):
         return self._inputs
@@ -171,7 +171,6 @@ class OpenVinoSession:
     def run(self, output_names, feeds: dict):
         req = getattr(self._local, "req", None)
         if req is None:
-            _ov_numpy()
             req = self._local.req = self.compiled.create_infer_request()
         res = req.infer(feeds)
         return [np.array(res[o], copy=True) for o in self.compiled.outputs]

@@ -124,9 +124,8 @@ def cached_path(name: str) -> Path:
 def companion(name: str) -> Path | None:
     """A companion file (``lite-square``) from the cache, sha256-checked, or None when it is not there: a
     companion is an extra that a cache made before it existed lacks, and its model works without it."""
-    s = spec(name)
-    dest = cache_dir() / s.filename
-    return dest if _cached_ok(dest, s) else None
+    dest = cached_path(name)
+    return dest if _cached_ok(dest, spec(name)) else None
 
 
 def _missing(s: ModelSpec, force: bool = False) -> list[ModelSpec]:

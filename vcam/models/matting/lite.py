@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -61,12 +62,6 @@ def _interpreter_class():
     return Interpreter
 
 
-# Interpreters are made one at a time: the stills' worker threads each make theirs on their first
-# picture, at the same moment, and XNNPACK's delegate set-up is shared process state. (A two-worker
-# folder job hung once in CI, cause not found; this rules out one candidate, at a few ms once a thread.)
-_MAKING = threading.Lock()
-
-
 @register("lite")
 class LiteMatter(Matter):
     # It could run at the frame rate, but the guided refinement carries a 15 Hz matte across
@@ -101,9 +96,8 @@ class LiteMatter(Matter):
         if loc is None:
             path, shape = (self.square_path, (SQUARE, SQUARE)) if square else (self.path, (H, W))
             try:
-                with _MAKING:
-                    it = self._Interpreter(model_path=path, num_threads=max(1, int(self.cfg.threads)))
-                    it.allocate_tensors()
+                it = self._Interpreter(model_path=path, num_threads=max(1, int(self.cfg.threads)))
+                it.allocate_tensors()
             except (ValueError, RuntimeError) as e:
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
                 raise ModelError(f"cannot load the lite model {path} ({first}): it is corrupt; "
@@ -112,11 +106,8 @@ class LiteMatter(Matter):
             if tuple(inp["shape"]) != (1, *shape, 3):
                 raise ModelError(f"{path} is not the {key} selfie model (input {list(inp['shape'])}); "
                                  f"run `vcam models pull lite --force`")
-            loc = threading.local()
-            loc.it, loc.inp, loc.out = it, inp["index"], out["index"]
-            loc.small = np.empty((*shape, 3), np.uint8)
-            loc.blob = np.empty((1, *shape, 3), np.float32)
-            loc.edge = SQUARE_EDGE if square else EDGE
+            loc = SimpleNamespace(it=it, inp=inp["index"], out=out["index"], small=np.empty((*shape, 3), np.uint8),
+                                  blob=np.empty((1, *shape, 3), np.float32), edge=SQUARE_EDGE if square else EDGE)
             setattr(self._local, key, loc)
         return loc
 
