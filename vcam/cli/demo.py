@@ -1,6 +1,7 @@
 """``vcam demo``: the full live pipeline on the built-in sample, written to files."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import cv2
@@ -10,7 +11,11 @@ from ..config import Config
 from ..engine import budget
 from ..engine.parts import build_parts
 from ..live.pipeline import Pipeline
+from ..errors import VcamError
 from ..media.sinks import RecordSink
+from ..models import store
+
+log = logging.getLogger(__name__)
 
 
 def side_by_side(frame: np.ndarray, alpha: np.ndarray, output: np.ndarray, width: int = 640) -> np.ndarray:
@@ -26,8 +31,15 @@ def run_demo(cfg: Config, *, out_dir: str = ".", seconds: float = 6.0):
     out.mkdir(parents=True, exist_ok=True)
     video, png = out / "vcam-demo.mp4", out / "vcam-demo.png"
     c = cfg.capture
-    parts = build_parts(cfg, sinks=[RecordSink(str(video), c.width, c.height, c.fps)],
-                        cpu_budget=budget.resolve(cfg.run.cpu_budget))
+    cores = budget.resolve(cfg.run.cpu_budget)
+    if cores is not None and cfg.run.fetch_lite and cfg.matting.model == "modnet" and budget.lite_missing():
+        # The demo is the set-up command: it fetches the budget's cheapest rung now, so the first
+        # call does not start without it (a live run would fetch it in the background).
+        try:
+            store.pull("lite")
+        except VcamError as e:
+            log.warning("the lite model could not be fetched (%s); the CPU budget cannot fall back to it", e)
+    parts = build_parts(cfg, sinks=[RecordSink(str(video), c.width, c.height, c.fps)], cpu_budget=cores)
     pipe = Pipeline(cfg, parts, keep_alpha=True)
     picked = {}
 

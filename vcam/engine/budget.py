@@ -71,13 +71,25 @@ class Level:
         return f"{self.model}@{self.input_size}" if self.model != "lite" else "lite"
 
 
-def lite_available() -> bool:
-    """The lite model can run here: LiteRT is installed and the model is cached (no download mid-call)."""
+def _lite_runtime() -> bool:
     import importlib.util
 
+    return importlib.util.find_spec("ai_edge_litert") is not None
+
+
+def lite_available() -> bool:
+    """The lite model can run here: LiteRT is installed and the model is cached (no download mid-call)."""
     from ..models import store
 
-    return importlib.util.find_spec("ai_edge_litert") is not None and store.cached_path("lite").exists()
+    return _lite_runtime() and store.cached_path("lite").exists()
+
+
+def lite_missing() -> bool:
+    """LiteRT is installed but the lite model is not cached: the ladder lacks its cheapest rung until it
+    is fetched (``vcam models pull lite``; a budgeted live run does it in the background)."""
+    from ..models import store
+
+    return _lite_runtime() and not store.cached_path("lite").exists()
 
 
 def ladder(model: str, input_size: int, *, lite: bool) -> tuple[list[Level], int]:
@@ -203,6 +215,17 @@ class Governor:
             self._cost[configured] = op.ms / 1e3
         if i is not None and i != self.index:
             self.index, self.reason = i, op.why
+
+    def extend(self, levels: list[Level]) -> bool:
+        """Rungs below the cheapest arrived (the lite model was fetched while running): ``levels`` is the
+        ladder rebuilt with them. What was measured and the backoff stay, as the existing rungs keep
+        their places. A ladder that changed meanwhile (a switch, a drop) is left alone."""
+        with self.lock:
+            n = len(self.levels)
+            if len(levels) <= n or list(levels[:n]) != self.levels:
+                return False
+            self.levels = list(levels)
+            return True
 
     def set_levels(self, levels: list[Level], start: int) -> None:
         """A new ladder (the user switched model): costs are measured afresh."""

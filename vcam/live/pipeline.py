@@ -60,7 +60,8 @@ class Pipeline:
         self.governor = None
         if cores is not None:
             op = parts.opening
-            levels, start = self._ladder(op.configured if op is not None else parts.matter.cfg)
+            self._ladder_cfg = op.configured if op is not None else parts.matter.cfg  # what the ladder is built from
+            levels, start = self._ladder(self._ladder_cfg)
             self.governor = budget.Governor(cores, levels, start, ceiling_hz=m.max_hz or budget.CEILING_HZ,
                                             max_age=m.max_age)
             if op is not None:
@@ -107,6 +108,7 @@ class Pipeline:
             log.info("%s is recurrent: its inferences run one at a time", matting_cfg.model)
         self.matting.swap(matter=new, max_hz=matting_cfg.max_hz)
         if self.governor is not None:  # the user chose a model: the budget's ladder starts from it
+            self._ladder_cfg = matting_cfg
             self.governor.set_levels(*self._ladder(matting_cfg))
             self.governor.ceiling_hz = matting_cfg.max_hz or budget.CEILING_HZ
         # The old model is not closed here: a worker may still be inside its infer(); it is
@@ -116,6 +118,28 @@ class Pipeline:
     @staticmethod
     def _ladder(m: MattingConfig):
         return budget.ladder(m.model, m.input_size, lite=budget.lite_available())
+
+    def _fetch_lite(self) -> None:
+        """Under a budget, on a machine with LiteRT but without the lite model cached (a fresh install that
+        pulled only MODNet), the ladder's cheapest rung is missing: a slow CPU then stays on MODNet at
+        192 over the budget. Fetch it in the background; the ladder gets the rung once it is cached."""
+        if (self.budget is None or not self.cfg.run.fetch_lite or self._ladder_cfg.model != "modnet"
+                or not budget.lite_missing()):
+            return
+        from ..models import store
+
+        self.budget.fetch = store.pull_detached("lite")
+        if self.budget.fetch is not None:
+            self.budget.on_fetched = self._lite_fetched
+            log.info("CPU budget: fetching the lite model in the background (once; `vcam models pull lite`), so the "
+                     "budget can fall back to it")
+
+    def _lite_fetched(self, returncode: int) -> None:
+        if returncode != 0 or not budget.lite_available():
+            log.warning("CPU budget: fetching the lite model failed (exit %d), so the budget cannot fall back to it; "
+                        "run `vcam models pull lite` to see why", returncode)
+        elif self.governor.extend(self._ladder(self._ladder_cfg)[0]):
+            log.info("CPU budget: the lite model is cached; the ladder can now fall back to it")
 
     def apply_level(self, level: budget.Level) -> None:
         """The CPU budget's ladder moved. A model that cannot load here leaves the ladder, logged once."""
@@ -172,6 +196,7 @@ class Pipeline:
         # output thread for the tens of ms such a walk takes on a large heap. (No gc.collect() first: a
         # stall here would make a paced source catch up in a burst.)
         gc.freeze()
+        self._fetch_lite()
         self.cpu.start()
         self.t_start = time.monotonic()
         try:

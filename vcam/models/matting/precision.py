@@ -394,24 +394,11 @@ def check_still_model(cfg, frames: list[np.ndarray] | None = None) -> tuple[Cand
     return best, cands
 
 
-class _Lock:
+def _record_lock():
     """An exclusive lock on the record while one process checks: others wait, then read its result."""
+    from .. import store
 
-    def __enter__(self):
-        import fcntl
-
-        try:
-            p = _record_path().with_suffix(".lock")
-            p.parent.mkdir(parents=True, exist_ok=True)
-            self.f = open(p, "a")
-            fcntl.flock(self.f, fcntl.LOCK_EX)
-        except OSError:
-            self.f = None  # a read-only cache: check without the lock
-        return self
-
-    def __exit__(self, *exc):
-        if self.f is not None:
-            self.f.close()
+    return store.locked(_record_path().with_suffix(".lock"))
 
 
 def resolve(cfg, *, int8: bool = True) -> tuple[str, str]:
@@ -434,7 +421,7 @@ def resolve(cfg, *, int8: bool = True) -> tuple[str, str]:
     path = store.resolve(cfg.model, cfg.model_path)
     rec = recorded(cfg.model, path, int8=int8)
     if rec is None:
-        with _Lock():
+        with _record_lock():
             rec = recorded(cfg.model, path, int8=int8)  # another process may have checked meanwhile
             if rec is None:
                 live = cfg.model != "isnet"
