@@ -158,6 +158,10 @@ def test_object_model_runtime_checked_once_per_machine(tmp_path, monkeypatch, is
     assert rec["runtime"] == best.runtime and rec["precision"] == best.precision
     if runtime.have_openvino():
         assert "openvino fp32" in [c.label for c in cands]
+        # OpenVINO computes only the mask (the side outputs and feature maps are dropped), and agrees
+        assert next(c for c in cands if c.label == "openvino fp32").ok
+        ov = runtime.make_session(isnet_path, threads=1, runtime="openvino", name="isnet", outputs=1)
+        assert len(ov.compiled.outputs) == 1
         for c in cands[1:]:  # every candidate was compared with fp32, and only agreeing ones may win
             assert c.ok == (c.iou >= precision.MIN_IOU and c.mae <= precision.MAX_MAE), c
     assert best.ok and best.ms == min(c.ms for c in cands if c.ok)

@@ -26,6 +26,7 @@ class Matter(abc.ABC):
     default_max_hz: float = 0.0  # the model's own rate cap where matting.max_hz is 0 (0: none)
     hard_edges: bool = False  # a segmentation model: stills refine its boundary band (imaging.alpha.refine_band)
     flip_auto: bool = False  # matting.flip 'auto' mirrors live frames too (a cheap model: engine.units.MattingUnit)
+    outputs: int = 0  # how many of the graph's outputs infer() reads, first ones first (0: all)
 
     def __init__(self, cfg):
         self.cfg = cfg  # a vcam.config.MattingConfig
@@ -60,7 +61,7 @@ class OnnxMatter(Matter):
         self.path = path
         self.session = make_session(path, providers=cfg.providers, threads=cfg.threads, spin=cfg.spin, name=self.name,
                                     runtime=cfg.runtime, precision=cfg.precision,
-                                    streams=streams if self.stateless else 1)
+                                    streams=streams if self.stateless else 1, outputs=self.outputs)
         self.input_name = self.session.get_inputs()[0].name
 
     def close(self) -> None:
