@@ -92,8 +92,8 @@ class Engine:
 
     def preload(self, name: str) -> None:
         s = self.session(name)
-        if hasattr(s, "objects"):  # auto: the object model too, so no request pays for its load
-            s.objects
+        if hasattr(s, "objects"):  # auto: both paths' models, so no request pays for their load
+            s.portrait, s.objects
 
     def retry_after(self) -> int:
         return max(1, math.ceil(self.latency_ewma * (self.pending / max(1, self.opts.workers))))
