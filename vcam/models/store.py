@@ -293,11 +293,7 @@ def pull(name: str, *, force: bool = False) -> Path:
     dest = cache_dir() / s.filename
     if not _missing(s, force):
         return dest
-    try:
-        lock = locked(cache_dir() / f".{name}.pull.lock")
-    except OSError as e:
-        raise cache_error(e) from None
-    with lock:
+    with locked(cache_dir() / f".{name}.pull.lock"):
         return _pull(s, dest, force)
 
 

@@ -19,7 +19,7 @@ from .base import OnnxMatter, register
 class IsnetMatter(OnnxMatter):
     size = 1024  # fixed by the graph
     hard_edges = True
-    outputs = 1  # the final mask; the side outputs (and IS-Net's feature maps) are training aids
+    outputs = 1  # the final mask; the five side outputs and six feature maps are training aids
     default_max_hz = 1.0  # live use is possible but slow: one matte a second at most
 
     def infer(self, bgr: np.ndarray) -> np.ndarray:

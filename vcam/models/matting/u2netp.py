@@ -14,7 +14,7 @@ _STD = np.array([0.229, 0.224, 0.225], np.float32)
 class U2netpMatter(OnnxMatter):
     size = 320  # fixed by the graph
     hard_edges = True
-    outputs = 1  # the final mask; the side outputs (and IS-Net's feature maps) are training aids
+    outputs = 1  # the final mask; the six side outputs are training aids
 
     def infer(self, bgr: np.ndarray) -> np.ndarray:
         small = cv2.resize(bgr, (self.size, self.size), interpolation=cv2.INTER_AREA)
