@@ -346,7 +346,7 @@ def test_person_crop(modnet):
     assert moved[-1][int(0.85 * h), int(1060 / 1280 * w)] > 0.8 and moved[-1][:, : int(0.3 * w)].max() < 0.05
 
 
-@pytest.mark.skipif(not budget._lite_runtime(), reason="LiteRT is not installed (pip install 'vcam[lite]')")
+@pytest.mark.skipif(not budget.lite_runtime(), reason="LiteRT is not installed (pip install 'vcam[lite]')")
 def test_a_run_without_the_lite_model_fetches_it_and_the_ladder_can_fall_back_to_it(tmp_path, monkeypatch,
                                                                                    modnet_path, caplog):
     """A fresh install that pulled only MODNet: under a budget the slow model cannot meet, the live run

@@ -20,6 +20,8 @@ def test_doctor_reports_and_fixes(capsys, tmp_path, monkeypatch, modnet_path):
     assert rc == 1
     assert "model modnet: cached file fails its sha256 check" in out and "vcam models pull modnet --force" in out
     assert "[ok  ] onnxruntime " in out and "[ok  ] pyvirtualcam imports" in out
+    lite = next(ln for ln in out.splitlines() if "model lite:" in ln)  # the budget's cheapest rung is missing
+    assert "not cached" in lite and "vcam models pull lite" in lite and ("budget" in lite or "vcam[lite]" in lite)
     if not Path("/sys/module/v4l2loopback").exists():
         assert "[FAIL] v4l2loopback is not loaded" in out and "fix:" in out
 

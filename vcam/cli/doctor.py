@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..engine import budget
 from ..media.sinks import MODPROBE, is_loopback, device_openers
 from ..models import store
 from .models import status
@@ -166,9 +167,16 @@ def check_models() -> list[Check]:
     for s in store.MODELS.values():
         state, where = status(s.name)
         if state == "not cached":
-            how = ("for --point/--box/--pick and `vcam ctl keep`: pip install 'vcam[sam]' then "
-                   f"`vcam models pull {s.name}`" if s.task == "prompt"
-                   else f"fetched on first use, or `vcam models pull {store.owner(s.name)}`")
+            if s.task == "prompt":
+                how = f"for --point/--box/--pick and `vcam ctl keep`: pip install 'vcam[sam]' then `vcam models pull {s.name}`"
+            elif s.name != "lite" and store.owner(s.name) == "lite":
+                how = "part of lite, for upright frames: `vcam models pull lite` adds it"
+            elif s.name == "lite":
+                how = ("the CPU budget's cheapest rung and --model auto's person test; a budgeted live run fetches "
+                       "it in the background, or now: `vcam models pull lite`" if budget.lite_runtime()
+                       else "needs LiteRT: pip install 'vcam[lite]', then `vcam models pull lite`")
+            else:
+                how = f"fetched on first use, or `vcam models pull {store.owner(s.name)}`"
             out.append(Check(None, f"model {s.name}: not cached ({how})"))
         elif state == "cached":
             out.append(Check(True, f"model {s.name}: cached, checksum ok ({where})"))

@@ -71,7 +71,7 @@ class Level:
         return f"{self.model}@{self.input_size}" if self.model != "lite" else "lite"
 
 
-def _lite_runtime() -> bool:
+def lite_runtime() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("ai_edge_litert") is not None
@@ -81,7 +81,7 @@ def lite_available() -> bool:
     """The lite model can run here: LiteRT is installed and the model is cached (no download mid-call)."""
     from ..models import store
 
-    return _lite_runtime() and store.cached_path("lite").exists()
+    return lite_runtime() and store.cached_path("lite").exists()
 
 
 def lite_missing() -> bool:
@@ -89,7 +89,7 @@ def lite_missing() -> bool:
     is fetched (``vcam models pull lite``; a budgeted live run does it in the background)."""
     from ..models import store
 
-    return _lite_runtime() and not store.cached_path("lite").exists()
+    return lite_runtime() and not store.cached_path("lite").exists()
 
 
 def ladder(model: str, input_size: int, *, lite: bool) -> tuple[list[Level], int]:
