@@ -364,7 +364,9 @@ def test_a_run_without_the_lite_model_fetches_it_and_the_ladder_can_fall_back_to
     monkeypatch.setenv("VCAM_CACHE_DIR", str(tmp_path))
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "modnet.onnx").symlink_to(modnet_path)
-    assert budget.lite_missing()
+    run = Config().run
+    assert budget.should_fetch_lite(run, "modnet") and not budget.should_fetch_lite(run, "rvm")  # no ladder to lite
+    assert not budget.should_fetch_lite(dataclasses.replace(run, fetch_lite=False), "modnet")
     started = []
 
     def fetch(name):
@@ -388,7 +390,7 @@ def test_a_run_without_the_lite_model_fetches_it_and_the_ladder_can_fall_back_to
     assert stats["budget"]["chosen"] == "lite" and stats["model"] == "lite", stats["budget"]
     assert stats["frames"]["matted"] > 0 and stats["frames"]["matting_errors"] == 0
 
-    # Already cached (or the setting off): nothing is fetched.
+    # Already cached: nothing is fetched.
     started.clear()
     pipe = Pipeline(cfg, build_parts(cfg, sinks=[], cpu_budget=0.2))
     pipe.run(1.0)

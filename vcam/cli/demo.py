@@ -32,7 +32,7 @@ def run_demo(cfg: Config, *, out_dir: str = ".", seconds: float = 6.0):
     video, png = out / "vcam-demo.mp4", out / "vcam-demo.png"
     c = cfg.capture
     cores = budget.resolve(cfg.run.cpu_budget)
-    if cores is not None and cfg.run.fetch_lite and cfg.matting.model == "modnet" and budget.lite_missing():
+    if cores is not None and budget.should_fetch_lite(cfg.run, cfg.matting.model):
         # The demo is the set-up command: it fetches the budget's cheapest rung now, so the first
         # call does not start without it (a live run would fetch it in the background).
         try:

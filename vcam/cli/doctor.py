@@ -169,12 +169,12 @@ def check_models() -> list[Check]:
         if state == "not cached":
             if s.task == "prompt":
                 how = f"for --point/--box/--pick and `vcam ctl keep`: pip install 'vcam[sam]' then `vcam models pull {s.name}`"
-            elif s.name != "lite" and store.owner(s.name) == "lite":
-                how = "part of lite, for upright frames: `vcam models pull lite` adds it"
             elif s.name == "lite":
                 how = ("the CPU budget's cheapest rung and --model auto's person test; a budgeted live run fetches "
                        "it in the background, or now: `vcam models pull lite`" if budget.lite_runtime()
                        else "needs LiteRT: pip install 'vcam[lite]', then `vcam models pull lite`")
+            elif store.owner(s.name) == "lite":
+                how = "part of lite, for upright frames: `vcam models pull lite` adds it"
             else:
                 how = f"fetched on first use, or `vcam models pull {store.owner(s.name)}`"
             out.append(Check(None, f"model {s.name}: not cached ({how})"))

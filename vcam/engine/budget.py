@@ -84,12 +84,14 @@ def lite_available() -> bool:
     return lite_runtime() and store.cached_path("lite").exists()
 
 
-def lite_missing() -> bool:
-    """LiteRT is installed but the lite model is not cached: the ladder lacks its cheapest rung until it
-    is fetched (``vcam models pull lite``; a budgeted live run does it in the background)."""
+def should_fetch_lite(run_cfg, model: str) -> bool:
+    """Whether a budgeted run of ``model`` should fetch the lite model first (``vcam demo``) or in the
+    background (a live run): the ladder down from MODNet ends at ``lite``, LiteRT is installed, the model
+    is not cached yet, and ``run.fetch_lite`` is on."""
     from ..models import store
 
-    return lite_runtime() and not store.cached_path("lite").exists()
+    return (run_cfg.fetch_lite and model == "modnet" and lite_runtime()
+            and not store.cached_path("lite").exists())
 
 
 def ladder(model: str, input_size: int, *, lite: bool) -> tuple[list[Level], int]:

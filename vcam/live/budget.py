@@ -19,15 +19,10 @@ class BudgetKeeper(Worker):
         super().__init__(on_error=on_error)
         self.governor, self.apply = governor, apply  # apply(Level): the pipeline switches to it
         self._said = False  # the budget-below-the-floor warning, once
-        self.fetch = None  # a model being fetched in the background (subprocess.Popen), and
-        self.on_fetched = None  # what to call with its exit status when it is done
 
     def step(self) -> bool:
         if self.wait(self.period):
             return False
-        if self.fetch is not None and (rc := self.fetch.poll()) is not None:
-            self.fetch = None
-            self.on_fetched(rc)
         gov = self.governor
         with gov.lock:
             gov.observe(time.monotonic(), time.process_time())

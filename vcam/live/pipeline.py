@@ -80,6 +80,7 @@ class Pipeline:
                                   curtain=lambda img: parts.compositor.fail_blur(img, None, np.empty_like(img)),
                                   stall_after=cfg.output.stall_after)
         self.cpu = CpuMeter()
+        self._lite_fetch = None  # the lite model being fetched in the background (subprocess.Popen)
         self.t_start = 0.0
         self.t_end = 0.0
 
@@ -123,14 +124,12 @@ class Pipeline:
         """Under a budget, on a machine with LiteRT but without the lite model cached (a fresh install that
         pulled only MODNet), the ladder's cheapest rung is missing: a slow CPU then stays on MODNet at
         192 over the budget. Fetch it in the background; the ladder gets the rung once it is cached."""
-        if (self.budget is None or not self.cfg.run.fetch_lite or self._ladder_cfg.model != "modnet"
-                or not budget.lite_missing()):
+        if self.governor is None or not budget.should_fetch_lite(self.cfg.run, self._ladder_cfg.model):
             return
         from ..models import store
 
-        self.budget.fetch = store.pull_detached("lite")
-        if self.budget.fetch is not None:
-            self.budget.on_fetched = self._lite_fetched
+        self._lite_fetch = store.pull_detached("lite")
+        if self._lite_fetch is not None:
             log.info("CPU budget: fetching the lite model in the background (once; `vcam models pull lite`), so the "
                      "budget can fall back to it")
 
@@ -211,6 +210,9 @@ class Pipeline:
                     break
                 if not self.output.alive:
                     break  # the source ended and everything drained
+                if self._lite_fetch is not None and (rc := self._lite_fetch.poll()) is not None:
+                    self._lite_fetch = None
+                    self._lite_fetched(rc)
                 if on_tick:
                     on_tick(self)
         finally:

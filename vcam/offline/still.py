@@ -161,7 +161,8 @@ class AutoSession:
     def __init__(self, providers: str | list | None = None, *, cfg: Config | None = None, fast: bool = False):
         self.cfg = cfg or Config()
         self._providers, self._fast = providers, fast
-        store.resolve("modnet")  # fetched if missing, verified: a bad cache fails here, not on the first portrait
+        # MODNet's file is fetched if missing and verified now: a bad cache fails here, not on the first portrait
+        store.resolve("modnet", self.cfg.matting.model_path)
         self._portrait: Session | None = None
         self._objects: Session | None = None
         self._lock = threading.Lock()
