@@ -7,7 +7,9 @@ picture, then combined each way by vcam's own :func:`vcam.engine.units.combine_v
 Data (../shared/eval, development only): ``portraits`` (binary masks → IoU, BF, and the faint haze
 far from the person: the share of pixels more than 7 px outside the true mask with α in 5-60) and
 ``soft_alpha`` (furry animals and GT01 → MAE). Rows: MODNet + RVM; + lite as a full member; + lite as
-a tiebreaker (the default: heard only where MODNet and RVM are unsure, and only on the side of α 0.5).
+a tiebreaker (heard only where MODNet and RVM are unsure, and only on the side of α 0.5), first with
+MODNet always the reference and every view heard (as before), then as vcam does it (the default: two
+readers that agree outvote MODNet, and a view that differs from the views' majority is left out).
 BF is also printed on four disjoint subsets (every fourth picture), so one subset's luck does not decide.
 ``--cache DIR`` keeps the views (``.npy`` a picture) for a rerun.
 """
@@ -36,7 +38,8 @@ def main() -> int:
     a = ap.parse_args()
 
     from vcam.core.frames import Frame
-    from vcam.engine.units import combine_views, still_matte
+    from vcam.engine import units
+    from vcam.engine.units import combine_views, ensemble_views
     from vcam.offline.still import Session
 
     s = Session("modnet")
@@ -51,23 +54,26 @@ def main() -> int:
             v = np.load(cached)
         else:
             bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            H, W = bgr.shape[:2]
-            flipped = np.ascontiguousarray(bgr[:, ::-1])
-            out = []
-            for m in s.members + s.tiebreakers:
-                for view in (bgr, flipped):
-                    mt = still_matte(m, refiner, Frame(view, 0, 0.0))
-                    al = refiner.refine(view, mt.alpha, np.empty((H, W), np.uint8), mt.coef)
-                    out.append(al if view is bgr else al[:, ::-1])
-            v = np.stack(out)
+            v = np.stack([a for own in ensemble_views(s.members + s.tiebreakers, refiner, Frame(bgr, 0, 0.0))
+                          for a in own])
             if cached is not None:
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 np.save(cached, v)
         return [[v[0], v[1]], [v[2], v[3]], [v[4], v[5]]]
 
+    def modnet_leads(p):
+        """The combination as it was: MODNet always the reference, every view heard."""
+        reference, agree = units._reference, units.VIEW_AGREE
+        units._reference, units.VIEW_AGREE = (lambda per, n: 0), 0.0
+        try:
+            return combine_views(p[:2], p[2:])
+        finally:
+            units._reference, units.VIEW_AGREE = reference, agree
+
     rows = {"MODNet + RVM": lambda p: combine_views(p[:2]),
             "+ lite as a full member": lambda p: combine_views(p),
-            "+ lite as a tiebreaker (default)": lambda p: combine_views(p[:2], p[2:])}
+            "+ lite as a tiebreaker, MODNet always the reference": modnet_leads,
+            "+ lite as a tiebreaker, outvoting (default)": lambda p: combine_views(p[:2], p[2:])}
     res = {k: {"iou": [], "bf": [], "haze": [], "mae": []} for k in rows}
     portraits = sorted((EVAL / "portraits" / "images").iterdir())[:a.portraits]
     for i, path in enumerate(portraits):
