@@ -8,8 +8,8 @@ Data (../shared/eval, development only): ``portraits`` (binary masks → IoU, BF
 far from the person: the share of pixels more than 7 px outside the true mask with α in 5-60) and
 ``soft_alpha`` (furry animals and GT01 → MAE). Rows: MODNet + RVM; + lite as a full member; + lite as
 a tiebreaker (heard only where MODNet and RVM are unsure, and only on the side of α 0.5), first with
-MODNet always the reference and every view heard (as before), then as vcam does it (the default: two
-readers that agree outvote MODNet, and a view that differs from the views' majority is left out).
+MODNet always the reference (as before), then as vcam does it (the default: two
+readers that agree outvote MODNet).
 BF is also printed on four disjoint subsets (every fourth picture), so one subset's luck does not decide.
 ``--cache DIR`` keeps the views (``.npy`` a picture) for a rerun.
 """
@@ -62,13 +62,13 @@ def main() -> int:
         return [[v[0], v[1]], [v[2], v[3]], [v[4], v[5]]]
 
     def modnet_leads(p):
-        """The combination as it was: MODNet always the reference, every view heard."""
-        reference, agree = units._reference, units.VIEW_AGREE
-        units._reference, units.VIEW_AGREE = (lambda per, n: 0), 0.0
+        """The combination as it was: MODNet always the reference."""
+        reference = units._reference
+        units._reference = lambda per, n: 0
         try:
             return combine_views(p[:2], p[2:])
         finally:
-            units._reference, units.VIEW_AGREE = reference, agree
+            units._reference = reference
 
     rows = {"MODNet + RVM": lambda p: combine_views(p[:2]),
             "+ lite as a full member": lambda p: combine_views(p),

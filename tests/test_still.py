@@ -230,8 +230,8 @@ def test_portrait_ensemble_members_and_a_missing_one(monkeypatch, caplog):
 def test_portrait_ensemble_outvotes_a_member_or_a_view_that_misreads_the_picture():
     """Where MODNet takes part of the room for the person (a dark wall, a lamp) and RVM and the lite
     model do not, the two that agree lead and MODNet's reading is left out; where one view alone
-    (MODNet on the mirror image) misreads it, that view is left out. Real views of the shipped full-body
-    picture, MODNet's made to misread the top of the room."""
+    (MODNet on the mirror image) misreads it, the other views outvote it. Real views of the shipped
+    full-body picture, MODNet's made to misread the top of the room."""
     from vcam.core.frames import Frame
     from vcam.engine.units import combine_views, ensemble_views
     from vcam.imaging.alpha import mask_iou
