@@ -86,6 +86,9 @@ def test_band_refine_soft_where_the_picture_is_soft():
     assert ramp >= 4 and sharp <= 2, (ramp, sharp)
     assert alpha[120, 40] > 200 and alpha[120, 30] < 30  # the strap is kept, the backdrop beside it is not
     assert fg.shape == img.shape and alpha[120, 160] == 255
+    # A mask alone (--only-mask) skips the foreground colours and gets the same alpha.
+    alpha_only, none = refine_band(img, mask, foreground=False)
+    assert none is None and np.array_equal(alpha_only, alpha)
 
 
 def test_auto_routes_products_and_people(tmp_path, capsys, modnet_path, isnet_path):
@@ -110,6 +113,10 @@ def test_auto_routes_products_and_people(tmp_path, capsys, modnet_path, isnet_pa
     p = cv2.imread(str(tmp_path / "out" / "person.png"), cv2.IMREAD_UNCHANGED)[:, :, 3]
     assert min(p[y, x] for x, y in sample.PERSON_POINTS) > 200
     assert max(p[y, x] for x, y in sample.BACKGROUND_POINTS) < 40
+    # --only-mask (no composite, no foreground colours) writes the cutouts' own alpha
+    assert main(["remove", str(folder), "-o", str(tmp_path / "masks"), "--only-mask"]) == 0
+    assert np.array_equal(cv2.imread(str(tmp_path / "masks" / "mug.png"), cv2.IMREAD_GRAYSCALE), a)
+    assert np.array_equal(cv2.imread(str(tmp_path / "masks" / "person.png"), cv2.IMREAD_GRAYSCALE), p)
     assert main(["models", "list"]) == 0
     assert any(l.startswith("isnet") and "AGPL-3.0" in l for l in capsys.readouterr().out.splitlines())
 

