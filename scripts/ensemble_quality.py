@@ -8,8 +8,9 @@ Data (../shared/eval, development only): ``portraits`` (binary masks → IoU, BF
 far from the person: the share of pixels more than 7 px outside the true mask with α in 5-60) and
 ``soft_alpha`` (furry animals and GT01 → MAE). Rows: MODNet + RVM; + lite as a full member; + lite as
 a tiebreaker (heard only where MODNet and RVM are unsure, and only on the side of α 0.5), first with
-MODNet always the reference (as before), then as vcam does it (the default: two
-readers that agree outvote MODNet).
+MODNet always the reference (as before), then with two readers that agree outvoting MODNet, then
+refined at the outline's wider radius alone, then as vcam does it (the default: the wider refinement decides
+only which side of α 0.5 a pixel falls on, the soft values stay the narrow one's).
 BF is also printed on four disjoint subsets (every fourth picture), so one subset's luck does not decide.
 ``--cache DIR`` keeps the views (``.npy`` a picture) for a rerun.
 """
@@ -39,41 +40,49 @@ def main() -> int:
 
     from vcam.core.frames import Frame
     from vcam.engine import units
-    from vcam.engine.units import combine_views, ensemble_views
+    from vcam.engine.units import combine_views
     from vcam.offline.still import Session
 
     s = Session("modnet")
     if [m.name for m in s.members] != ["modnet", "rvm"] or [m.name for m in s.tiebreakers] != ["lite"]:
         sys.exit("needs RVM and the lite model (pip install 'vcam[lite]'; vcam models pull rvm lite)")
-    refiner = s.compositor().refiner
+    refiner, outline = s.compositor().refiner, s._outline()
 
     def views(path: Path) -> list[list[np.ndarray]]:
-        """Per member (MODNet, RVM, lite): its refined alpha of the picture and of its mirror image."""
+        """Per member (MODNet, RVM, lite): its refined alpha of the picture and of its mirror image, each
+        twice: refined at ``refine.radius``, then at the outline's wider radius."""
         cached = Path(a.cache) / f"{path.parent.parent.name}-{path.stem}.npy" if a.cache else None
         if cached is not None and cached.exists():
             v = np.load(cached)
         else:
             bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            v = np.stack([a for own in ensemble_views(s.members + s.tiebreakers, refiner, Frame(bgr, 0, 0.0))
-                          for a in own])
+            per_refiner = units._views(s.members + s.tiebreakers, (refiner, outline), Frame(bgr, 0, 0.0), True, None)
+            v = np.stack([a for views in per_refiner for own in views for a in own])
             if cached is not None:
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 np.save(cached, v)
-        return [[v[0], v[1]], [v[2], v[3]], [v[4], v[5]]]
+        return [[v[0], v[1]], [v[2], v[3]], [v[4], v[5]], [v[6], v[7]], [v[8], v[9]], [v[10], v[11]]]
 
     def modnet_leads(p):
         """The combination as it was: MODNet always the reference."""
         reference = units._reference
         units._reference = lambda per, n: 0
         try:
-            return combine_views(p[:2], p[2:])
+            return combine_views(p[:2], p[2:3])
         finally:
             units._reference = reference
 
+    def with_outline(p):
+        """vcam's default: the outline (the wider refiner's combination) decides the side of α 0.5."""
+        alpha, line = combine_views(p[:2], p[2:3]), combine_views(p[3:5], p[5:])
+        return np.where((line >= 128) != (alpha >= 128), line, alpha)
+
     rows = {"MODNet + RVM": lambda p: combine_views(p[:2]),
-            "+ lite as a full member": lambda p: combine_views(p),
+            "+ lite as a full member": lambda p: combine_views(p[:3]),
             "+ lite as a tiebreaker, MODNet always the reference": modnet_leads,
-            "+ lite as a tiebreaker, outvoting (default)": lambda p: combine_views(p[:2], p[2:])}
+            "+ lite as a tiebreaker, outvoting": lambda p: combine_views(p[:2], p[2:3]),
+            "+ lite as a tiebreaker, outvoting, refined at the outline's radius alone": lambda p: combine_views(p[3:5], p[5:]),
+            "+ lite as a tiebreaker, outvoting, the outline deciding the side (default)": with_outline}
     res = {k: {"iou": [], "bf": [], "haze": [], "mae": []} for k in rows}
     portraits = sorted((EVAL / "portraits" / "images").iterdir())[:a.portraits]
     for i, path in enumerate(portraits):

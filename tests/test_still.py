@@ -66,8 +66,9 @@ def test_alpha_matting_and_post_process(portrait_rgb, session):
     plain = vcam.remove(portrait_rgb, only_mask=True, session=session)
     refined = vcam.remove(portrait_rgb, only_mask=True, alpha_matting=True, post_process=True, session=session)
     _check_alpha(refined)
-    # Closed-form matting changes only the uncertain border, not the body.
-    assert 0 < np.mean(refined != plain) < 0.2
+    # Closed-form matting changes only the uncertain border, not the body (elsewhere it only
+    # snaps near-sure values to 0 or 255).
+    assert 0 < np.mean(np.abs(refined.astype(int) - plain) > 10) < 0.15
 
 
 def test_bad_api_input_types(session):

@@ -83,6 +83,9 @@ class SmoothingConfig:
 class RefineConfig:
     enabled: bool = _f(True, doc="guided-filter upsampling of the matte against the full-resolution frame")
     radius: int = _f(2, lo=1, hi=32, doc="guided filter radius, in matte pixels")
+    still_outline_radius: int = _f(4, lo=1, hi=32, doc="stills' portrait path (not --fast): a second guided filter, this "
+                                   "wide, decides which side of alpha 0.5 a border pixel is on; the softness stays "
+                                   "radius's (equal to radius: off)")
     eps: float = _f(0.002, lo=1e-6, hi=1.0, doc="guided filter regularisation")
     follow: bool = _f(True, doc="between mattes, track the person (at matte resolution) and move the held matte with them")
 

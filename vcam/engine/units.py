@@ -280,7 +280,7 @@ def still_matte(matter, refiner: Refiner, frame: Frame) -> Matte:
 
 
 def ensemble_alpha(members, refiner: Refiner, frame: Frame, *, tiebreakers=(), mirror: bool = True,
-                   locks=None) -> np.ndarray:
+                   locks=None, outline: Refiner | None = None) -> np.ndarray:
     """A still's test-time ensemble, ``[H, W] u8``: each of ``members`` (matters) on the picture and,
     with ``mirror``, on its mirror image; every matte refined against its own view at full
     resolution (averaging the raw mattes first loses boundary accuracy: BF 0.810 against 0.813 on
@@ -302,28 +302,50 @@ def ensemble_alpha(members, refiner: Refiner, frame: Frame, *, tiebreakers=(), m
     good MODNet matte apart. The reference is the first member unless the others disagree with it and
     side with each other (:func:`_reference`).
 
+    ``outline``: a second refiner, with a wider window, that decides only which side of α 0.5 a
+    pixel falls on; the soft values stay ``refiner``'s. A wider guided filter follows the picture's
+    own edges further (radius 4 against 2 in matte pixels: BF +0.002 to +0.003 on each of four sets of
+    100 development portraits), but as the only refiner it also spreads faint haze around the person
+    (0.74 % → 1.13 % of the pixels far from them at α 5-60); used for the side alone, the haze stays
+    where it was. The models run once either way.
+
     ``locks[i]``: held around a recurrent member (members, then tiebreakers)."""
-    alphas = ensemble_views([*members, *tiebreakers], refiner, frame, mirror=mirror, locks=locks)
-    return combine_views(alphas[:len(members)], alphas[len(members):])
+    matters = [*members, *tiebreakers]
+    n = len(members)
+    if outline is None:
+        views = ensemble_views(matters, refiner, frame, mirror=mirror, locks=locks)
+        return combine_views(views[:n], views[n:])
+    soft, lines = _views(matters, (refiner, outline), frame, mirror, locks)
+    alpha, line = combine_views(soft[:n], soft[n:]), combine_views(lines[:n], lines[n:])
+    return np.where((line >= 128) != (alpha >= 128), line, alpha)
 
 
 def ensemble_views(matters, refiner: Refiner, frame: Frame, *, mirror: bool = True, locks=None) -> list:
     """Per matter, its refined alpha of the picture and (with ``mirror``) of its mirror image, each
     ``[H, W] u8`` in the picture's orientation: what :func:`combine_views` combines."""
+    return _views(matters, (refiner,), frame, mirror, locks)[0]
+
+
+def _views(matters, refiners, frame: Frame, mirror: bool, locks) -> list:
+    """:func:`ensemble_views` for each of ``refiners``, from one inference per matter and view."""
     img = frame.image
     H, W = img.shape[:2]
     views = [img] + ([np.ascontiguousarray(img[:, ::-1])] if mirror else [])
-    alphas = []
+    out = [[] for _ in refiners]  # per refiner, per matter, per view
     for i, m in enumerate(matters):
         lock = (locks[i] if locks else None) or contextlib.nullcontext()
-        own = []
+        own = [[] for _ in refiners]
         for view in views:
             with lock:
-                matte = still_matte(m, refiner, Frame(view, frame.seq, frame.t_capture))
-            a = refiner.refine(view, matte.alpha, np.empty((H, W), np.uint8), matte.coef)
-            own.append(a if view is img else a[:, ::-1])
-        alphas.append(own)
-    return alphas
+                m.reset()
+                raw = m.infer(view)  # [h, w] f32
+            guide = small_gray(view, raw.shape)
+            for r, o in zip(refiners, own):
+                a = r.refine(view, raw, np.empty((H, W), np.uint8), r.coefficients(guide, raw))
+                o.append(a if view is img else a[:, ::-1])
+        for r_out, o in zip(out, own):
+            r_out.append(o)
+    return out
 
 
 def combine_views(alphas: list, tiebreakers: list = ()) -> np.ndarray:

@@ -32,6 +32,7 @@ from ..engine.units import ensemble_alpha, still_matte
 from ..imaging.alpha import AlphaMatting, BandRefine, closed_form_alpha, refine_band, remove_islands
 from ..imaging.background import look_keys
 from ..imaging.compositor import Compositor
+from ..imaging.refine import Refiner
 from ..media.images import decode, encode
 from ..models import store
 from ..models.matting import create as create_matter
@@ -123,7 +124,8 @@ class Session:
         comp = self.compositor(compositor_cfg)
         frame = Frame(np.ascontiguousarray(bgr), 0, 0.0)
         if self.members:
-            alpha = ensemble_alpha(self.members, comp.refiner, frame, tiebreakers=self.tiebreakers, locks=self._locks)
+            alpha = ensemble_alpha(self.members, comp.refiner, frame, tiebreakers=self.tiebreakers, locks=self._locks,
+                                   outline=self._outline())
             return (alpha, None, None) if alpha_only else (alpha, comp.compose(frame.image, alpha), bgr)
         out = comp.render(frame, still_matte(self.matter, comp.refiner, frame), keep_alpha=True)
         if self.band is None:
@@ -133,6 +135,15 @@ class Session:
 
     def alpha(self, bgr: np.ndarray) -> np.ndarray:
         return self.run(bgr, alpha_only=True)[0]
+
+    def _outline(self) -> Refiner | None:
+        """This thread's outline refiner for the portrait ensemble (see ``ensemble_alpha``), or None."""
+        r = self.cfg.refine
+        if not r.enabled or r.still_outline_radius == r.radius:
+            return None
+        if getattr(self._local, "outline", None) is None:
+            self._local.outline = Refiner(replace(r, radius=r.still_outline_radius))
+        return self._local.outline
 
     def close(self) -> None:
         self.matter.close()
