@@ -256,3 +256,39 @@ def test_portrait_ensemble_outvotes_a_member_or_a_view_that_misreads_the_picture
         assert mask_iou(alpha >= 128, truth) > 0.95 and np.mean(alpha[room & ~truth] >= 128) < 0.02
         # without it MODNet leads and the room comes through: what the third reader is for
         assert np.mean(combine_views([misread, rvm])[room & ~truth] >= 128) > 0.9
+
+
+def test_portrait_ensemble_outline_decides_the_side_and_keeps_the_narrow_softness():
+    """Stills' portraits: the wider refinement (refine.still_outline_radius) moves only which side of
+    α 0.5 border pixels fall on; every other pixel keeps the narrow refinement's value, so no haze is
+    added around the person. The session uses it unless --fast or the radii are equal."""
+    from dataclasses import replace
+
+    from vcam.config import Config
+    from vcam.core.frames import Frame
+    from vcam.engine.units import combine_views, ensemble_alpha, ensemble_views
+    from vcam.imaging.alpha import mask_iou
+    from vcam.imaging.refine import Refiner
+    from vcam.offline import still
+
+    s = still.Session("modnet")
+    outline = s._outline()
+    assert outline is not None and outline.cfg.radius == 4 and s.compositor().refiner.cfg.radius == 2
+    assert still.Session("modnet", fast=True).members == []  # --fast: no ensemble, no outline
+    c = Config()
+    assert still.Session("modnet", cfg=replace(c, refine=replace(c.refine, still_outline_radius=2)))._outline() is None
+    img, mask = sample.full_body(seed=3)
+    frame = Frame(img, 0, 0.0)
+    narrow = ensemble_alpha(s.members, s.compositor().refiner, frame, tiebreakers=s.tiebreakers)
+    both = ensemble_alpha(s.members, s.compositor().refiner, frame, tiebreakers=s.tiebreakers, outline=outline)
+    n = len(s.members)
+    wide_views = ensemble_views(s.members + s.tiebreakers, Refiner(outline.cfg), frame)
+    wide = combine_views(wide_views[:n], wide_views[n:])
+    moved = (both >= 128) != (narrow >= 128)
+    assert moved.any()  # the outline moved some border pixels...
+    assert np.array_equal((both >= 128)[moved], (wide >= 128)[moved])  # ...to its own side
+    assert np.array_equal(both[~moved], narrow[~moved])  # and every other value is the narrow one's
+    assert np.count_nonzero((both > 5) & (both < 60)) <= np.count_nonzero((narrow > 5) & (narrow < 60))
+    truth = mask > 127
+    assert mask_iou(both >= 128, truth) > 0.97
+    assert np.array_equal(s.alpha(img), both)  # what vcam remove writes
