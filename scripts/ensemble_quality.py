@@ -74,7 +74,8 @@ def main() -> int:
 
     def with_outline(p):
         """vcam's default: the outline (the wider refiner's combination) decides the side of α 0.5."""
-        alpha, line = combine_views(p[:2], p[2:3]), combine_views(p[3:5], p[5:])
+        keep = units.kept_readers(p[:2], p[2:3])
+        alpha, line = combine_views(p[:2], p[2:3], keep=keep), combine_views(p[3:5], p[5:], keep=keep)
         return np.where((line >= 128) != (alpha >= 128), line, alpha)
 
     rows = {"MODNet + RVM": lambda p: combine_views(p[:2]),

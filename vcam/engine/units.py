@@ -316,7 +316,8 @@ def ensemble_alpha(members, refiner: Refiner, frame: Frame, *, tiebreakers=(), m
         views = ensemble_views(matters, refiner, frame, mirror=mirror, locks=locks)
         return combine_views(views[:n], views[n:])
     soft, lines = _views(matters, (refiner, outline), frame, mirror, locks)
-    alpha, line = combine_views(soft[:n], soft[n:]), combine_views(lines[:n], lines[n:])
+    keep = kept_readers(soft[:n], soft[n:])  # one choice of readers for both: the outline only moves edges
+    alpha, line = combine_views(soft[:n], soft[n:], keep=keep), combine_views(lines[:n], lines[n:], keep=keep)
     return np.where((line >= 128) != (alpha >= 128), line, alpha)
 
 
@@ -348,15 +349,13 @@ def _views(matters, refiners, frame: Frame, mirror: bool, locks) -> list:
     return out
 
 
-def combine_views(alphas: list, tiebreakers: list = ()) -> np.ndarray:
+def combine_views(alphas: list, tiebreakers: list = (), *, keep: list[int] | None = None) -> np.ndarray:
     """:func:`ensemble_alpha`'s per-pixel combination: ``alphas[i]`` is member ``i``'s list of
-    refined views (``[H, W] u8`` each, the picture's orientation), the first member the usual reference;
-    ``tiebreakers`` likewise, used only where the members kept are unsure."""
-    # each member's own reading of the subject: where more than half its views say subject (the mean of
-    # its views above α 0.5), so that one misread view of two cannot make it
-    per = [np.mean(np.stack(own), 0, dtype=np.float32) > 127.5 for own in [*alphas, *tiebreakers]]
-    ref = _reference(per, len(alphas))
-    keep = [i for i in range(len(per)) if i == ref or mask_iou(per[i], per[ref]) >= ENSEMBLE_AGREE]
+    refined views (``[H, W] u8`` each, the picture's orientation); ``tiebreakers`` likewise, used only
+    where the members kept are unsure. ``keep``: the readers heard (:func:`kept_readers`; by default
+    chosen from these views)."""
+    if keep is None:
+        keep = kept_readers(alphas, tiebreakers)
     strong = [a for i in keep if i < len(alphas) for a in alphas[i]]  # a member that does not know this subject is left out
     weak = [a for i in keep if i >= len(alphas) for a in tiebreakers[i - len(alphas)]]
     stack = np.stack(strong).astype(np.float32) * (1 / 255.0)  # [views, H, W]
@@ -374,6 +373,16 @@ def combine_views(alphas: list, tiebreakers: list = ()) -> np.ndarray:
     # The tiebreakers decide which side of the edge a pixel lies on, not how soft it is: on furry
     # animals (soft alpha) their soft values in this band cost MAE 0.0181 -> 0.0226, their side alone 0.0204.
     return np.where(unsure & ((heard >= 128) != (out >= 128)), heard, out)
+
+
+def kept_readers(alphas: list, tiebreakers: list = ()) -> list[int]:
+    """The readers :func:`combine_views` hears (indices: members, then tiebreakers): the reference
+    (:func:`_reference`) and those whose reading of the subject agrees with it (IoU ≥ :data:`ENSEMBLE_AGREE`)."""
+    # each member's own reading of the subject: where more than half its views say subject (the mean of
+    # its views above α 0.5), so that one misread view of two cannot make it
+    per = [np.mean(np.stack(own), 0, dtype=np.float32) > 127.5 for own in [*alphas, *tiebreakers]]
+    ref = _reference(per, len(alphas))
+    return [i for i in range(len(per)) if i == ref or mask_iou(per[i], per[ref]) >= ENSEMBLE_AGREE]
 
 
 def _reference(per: list, members: int) -> int:
