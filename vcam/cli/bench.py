@@ -190,8 +190,8 @@ def check_stills() -> dict | None:
         print("stills: IS-Net is not cached (`vcam models pull isnet`); its runtime is chosen on first use\n")
         return None
     best, cands = check_still_model(MattingConfig(model="isnet"))
-    print("| stills model | runtime | precision | s per picture | worst IoU vs fp32 | mean abs dalpha | used |")
-    print("|---|---|---|---|---|---|---|")
+    print("| stills model | runtime | precision | s per picture | worst IoU vs fp32 | mean abs dalpha | IoU with truth below fp32 | used |")
+    print("|---|---|---|---|---|---|---|---|")
     for c in cands:
         print(f"| isnet | {c.runtime} | {c.precision} | {c.ms / 1e3:.2f} | {c.iou:.4f} | {c.mae:.4f} | {c.truth_loss:.3f} | "
               f"{'yes' if c is best else 'no'}{'' if c.ok else ': ' + c.why} |")
