@@ -148,6 +148,31 @@ def test_auto_api_and_model_path_needs_a_model(tmp_path, capsys, isnet_path):
     assert "say which with --model" in capsys.readouterr().err
 
 
+def test_stills_check_judges_agreement_where_fp32_is_right_and_truth_where_it_is_not():
+    """Where fp32 misreads a shipped picture, a candidate that reads it nearer the truth still agrees;
+    one that reads a picture further from the truth than fp32 does not, on either kind of picture."""
+    from vcam.models.matting import precision
+
+    truths = precision.still_check_frames()
+    masks = [m.astype(np.float32) / 255 for _, m in truths]
+    ref = [m.copy() for m in masks]
+    ref[1][: ref[1].shape[0] // 2] = 0  # fp32 misses the upper half of the full-body picture
+    assert precision.truth_iou(ref[1], truths[1][1]) < 0.9
+    c = precision.Candidate("openvino", "int8")
+    precision.judge_on_truth(c, ref, [m.copy() for m in masks], truths)  # right where fp32 was wrong
+    assert c.ok and c.iou == 1.0 and c.truth_loss == 0.0, c
+    worse = [m.copy() for m in masks]
+    worse[1][:] = 0  # misses the whole person where fp32 missed half of them
+    c = precision.Candidate("openvino", "int8")
+    precision.judge_on_truth(c, ref, worse, truths)
+    assert not c.ok and "further from the truth" in c.why, c
+    worse = [r.copy() for r in ref]
+    worse[0][:, : worse[0].shape[1] // 2] = 0  # loses half the product fp32 read right
+    c = precision.Candidate("openvino", "int8")
+    precision.judge_on_truth(c, ref, worse, truths)
+    assert not c.ok and c.iou < precision.MIN_IOU, c
+
+
 def test_object_model_runtime_checked_once_per_machine(tmp_path, monkeypatch, isnet_path):
     """IS-Net runs on the runtime/precision this machine runs fastest *with fp32's mattes*: checked
     once on shipped pictures, recorded, reused; a corrupt record is checked again, never a crash;
@@ -169,8 +194,12 @@ def test_object_model_runtime_checked_once_per_machine(tmp_path, monkeypatch, is
         assert next(c for c in cands if c.label == "openvino fp32").ok
         ov = runtime.make_session(isnet_path, threads=1, runtime="openvino", name="isnet", outputs=1)
         assert len(ov.compiled.outputs) == 1
+        # int8 was calibrated and judged too: against fp32 and against the true masks
+        i8 = next(c for c in cands if c.label == "openvino int8")
+        assert i8.ms > 0 and runtime.int8_path(isnet_path).exists(), i8
         for c in cands[1:]:  # every candidate was compared with fp32, and only agreeing ones may win
-            assert c.ok == (c.iou >= precision.MIN_IOU and c.mae <= precision.MAX_MAE), c
+            assert c.ok == (c.iou >= precision.MIN_IOU and c.mae <= precision.MAX_MAE
+                            and c.truth_loss <= precision.MAX_TRUTH_LOSS), c
     assert best.ok and best.ms == min(c.ms for c in cands if c.ok)
 
     calls = []
