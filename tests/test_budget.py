@@ -395,3 +395,139 @@ def test_a_run_without_the_lite_model_fetches_it_and_the_ladder_can_fall_back_to
     pipe = Pipeline(cfg, build_parts(cfg, sinks=[], cpu_budget=0.2))
     pipe.run(1.0)
     assert not started
+
+
+# --- the still upgrade -------------------------------------------------------------------
+
+def test_governor_lets_a_still_picture_have_the_configured_model_when_the_bucket_holds_it():
+    """On a lighter model the configured one may make a still picture's matte, once the bucket holds
+    its cost and two of the lighter mattes; that CPU counts against the budget, teaches the configured
+    rung's cost, and is not one of the rate's mattes (the ladder's demand)."""
+    levels, start = budget.ladder("modnet", 224, lite=True)
+    gov = budget.Governor(0.5, levels, start)
+    gov.still_upgrade = True
+    assert gov.upgrade_level is None and not gov.may_upgrade()  # on the configured model: nothing to upgrade to
+    cost = lambda lv: 0.008 if lv.model == "lite" else 0.12 * lv.cost  # noqa: E731
+    _, _, _, cpu = simulate(gov, 20, cost=cost, other=0.2)  # moving: MODNet cannot reach 8 Hz, down to lite
+    assert gov.level.label == "lite" and gov.upgrade_level.label == "modnet@224"
+    assert gov.status()["still_upgrade"] == "modnet@224"
+    gov.tokens = 0.05
+    assert not gov.may_upgrade()  # not yet banked
+    t = 20.0
+    while not gov.may_upgrade():
+        t += 0.25
+        cpu += 0.2 * 0.25
+        gov.observe(t, cpu)
+        assert t < 25, gov.tokens
+    need = gov.cost(gov.home) + 2 * gov.cost()
+    assert gov.tokens >= need and gov._cap() >= need  # the cap lets it bank that much
+    before, inferences = gov.tokens, gov._inferences
+    gov.spent(0.15, upgrade=True)
+    assert gov.tokens == pytest.approx(before - 0.15) and gov.upgrades == 1 and gov._inferences == inferences
+    assert gov.cost(gov.home) < 0.15 and gov.cost(gov.home) > 0.12  # learnt towards the measured cost
+    assert not gov.may_upgrade()
+    off = budget.Governor(0.5, *budget.ladder("modnet", 224, lite=True))
+    simulate(off, 20, cost=cost, other=0.2)
+    assert off.level.label == "lite" and off.upgrade_level is None and not off.may_upgrade()  # still_upgrade off
+
+
+def test_still_upgrade_makes_a_still_pictures_matte_with_the_configured_model(modnet_path):
+    """Under a budget on the lite model, the configured MODNet stays loaded: a picture still for
+    reuse_max_age gets MODNet's matte, held while the budget cannot pay another, refreshed by MODNet
+    while it can; motion goes back to the lite model; the ladder's way back to MODNet reloads nothing."""
+    pytest.importorskip("ai_edge_litert")
+    from vcam.config import Config
+    from vcam.core.frames import Frame
+    from vcam.engine.units import MattingUnit
+    from vcam.imaging import smoothing
+    from vcam.imaging.refine import Refiner
+    from vcam.models.matting import create
+
+    cfg = Config().replace(matting={"runtime": "onnxruntime"})
+    modnet = create(cfg.matting)
+    unit = MattingUnit(modnet, smoothing.create(cfg.smoothing), Refiner(cfg.refine), reuse_still=True, reuse_max_age=1.0)
+    unit.set_home("modnet", 224)
+    allow = [True]
+    unit.upgrade_gate = lambda: allow[0]
+    img, truth = sample.full_body(360, 640, seed=1)
+    rng = np.random.default_rng(0)
+    seq = [0]
+
+    def frame(t, image=img):
+        seq[0] += 1
+        noisy = np.clip(image + rng.normal(0, 2, image.shape), 0, 255).astype(np.uint8)
+        return Frame(noisy, seq[0], t)
+
+    unit.last_frame = frame(0.0)
+    lite = unit.move_to("lite", 224)  # the ladder falls to lite: MODNet is kept
+    assert lite.name == "lite" and unit.upgrade is modnet
+    first = unit.process(frame(0.0))
+    assert first is not None and not unit.ran_upgrade() and first.alpha.shape == (144, 256)
+    for t in (0.1, 0.5, 0.9):  # still: the lite matte is reused
+        assert unit.process(frame(t)).alpha is first.alpha
+    up = unit.process(frame(1.0))  # still for reuse_max_age: MODNet makes it
+    assert unit.ran_upgrade() and unit.upgraded == 1 and up.alpha.shape != first.alpha.shape
+    own = modnet.infer(img)
+    assert np.abs(up.alpha - own).mean() < 0.01  # MODNet's own matte (the filter starts afresh from it)
+    allow[0] = False
+    assert unit.process(frame(2.1)).alpha is up.alpha  # aged, but the budget cannot pay: MODNet's is held
+    again = unit.process(frame(4.1))  # three ages: the lite model refreshes it
+    assert not unit.ran_upgrade() and again.alpha.shape == first.alpha.shape
+    allow[0] = True
+    moved = np.roll(img, 60, axis=1)
+    m = unit.process(frame(4.2, moved))  # motion: the lite model, whatever the budget holds
+    assert not unit.ran_upgrade() and m.alpha.shape == first.alpha.shape and unit.upgraded == 1
+    back = unit.move_to("modnet", 224)  # the ladder returns: the kept model, not a new one
+    assert back is modnet and unit.upgrade is None
+    lite.close()
+    modnet.close()
+
+
+def test_a_live_run_that_opens_lighter_keeps_the_configured_model_for_still_pictures(tmp_path, monkeypatch):
+    """The budget opens on lite (this machine's check measured MODNet too slow), MODNet stays loaded, and
+    a still picture gets its mattes within the budget; with matting.still_upgrade off, MODNet is closed."""
+    pytest.importorskip("ai_edge_litert")
+    from vcam.config import Config
+    from vcam.engine.parts import build_parts
+    from vcam.live.pipeline import Pipeline
+
+    if not budget.lite_available():
+        pytest.skip("the lite model is not cached")
+    img, _ = sample.full_body(360, 640, seed=2)
+    src = tmp_path / "still.mp4"
+    w = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"mp4v"), 15, (640, 360))
+    rng = np.random.default_rng(0)
+    for _ in range(15 * 8):
+        w.write(np.clip(img + rng.normal(0, 2, img.shape), 0, 255).astype(np.uint8))
+    w.release()
+    monkeypatch.setattr(budget, "recorded_ms", lambda cfg: 400.0)  # far too slow for 8 Hz within 0.5 cores
+    cfg = Config().replace(capture={"source": str(src), "width": 640, "height": 360, "fps": 15},
+                           output={"virtualcam": False}, run={"cpu_budget": "0.5"},
+                           matting={"runtime": "onnxruntime", "threads": 1})
+    parts = build_parts(cfg, sinks=[], cpu_budget=0.5)
+    assert parts.matter.name == "lite" and parts.upgrade is not None and parts.upgrade.name == "modnet"
+    pipe = Pipeline(cfg, parts, keep_alpha=True)
+    seen = []
+    pipe.output.taps.append(lambda c: seen.append(c) if c.matte_seq >= 0 else None)
+    stats = pipe.run(7.5)
+    b, f = stats["budget"], stats["frames"]
+    assert b["still_upgrade"] == "modnet@224" and b["upgrades"] >= 2 and f["mattes_upgraded"] >= 2, (b, f)
+    assert b["chosen"] == "lite" and b["mean_cores"] <= 0.5 + 0.15, b
+    assert f["mattes_reused"] > f["mattes_upgraded"]  # the still picture mostly reuses the upgrade's matte
+    # The last composites carry MODNet's matte, not the lite model's: a still picture, refined as every
+    # other matte is, sides with MODNet's own reading of it.
+    from vcam.models.matting import create
+
+    modnet, lite = create(cfg.matting), create(dataclasses.replace(cfg.matting, model="lite"))
+    frame = seen[-1].frame
+    last = seen[-1].alpha > 127
+    ref, other = (cv2.resize(m.infer(frame), (640, 360)) > 0.5 for m in (modnet, lite))
+    modnet.close()
+    lite.close()
+    agree = lambda a, b: (a & b).sum() / max(1, (a | b).sum())  # noqa: E731
+    assert agree(last, ref) > 0.95 and agree(last, ref) > agree(last, other), (agree(last, ref), agree(last, other))
+    off = cfg.replace(matting={"still_upgrade": False})
+    parts = build_parts(off, sinks=[], cpu_budget=0.5)
+    assert parts.matter.name == "lite" and parts.upgrade is None
+    parts.matter.close()
+    parts.source.close()

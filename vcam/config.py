@@ -70,6 +70,9 @@ class MattingConfig:
                               "smaller than the frame; the whole frame again when the person reaches the crop's edge, "
                               "and every reuse_max_age s")
     reuse_max_age: float = _f(1.0, lo=0.0, hi=60, doc="with reuse_still, infer again after this many seconds anyway")
+    still_upgrade: bool = _f(True, doc="live, under a CPU budget that moved to a lighter model: keep the configured "
+                             "model loaded, and when the picture has stayed still for reuse_max_age s let it make "
+                             "the matte, as the budget allows (the lighter model still follows motion)")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -186,6 +186,9 @@ class Governor:
         self.max_age = max_age  # s: matting.max_age, after which a matte fails closed
         self._wall = 0.0  # s per matte from its start to its result, smoothed
         self.levels, self.index = levels, start
+        self.home = start  # the configured rung: the still upgrade's (see may_upgrade)
+        self.still_upgrade = False  # matting.still_upgrade, with reuse_still: set by whoever runs the matting
+        self.upgrades = 0  # mattes the still upgrade made
         self.ceiling_hz, self.floor_hz = ceiling_hz, floor_hz
         self.tokens = 0.0  # CPU s the next inferences may spend
         self._cost: dict[int, float] = {}  # level → EMA of CPU s per matte
@@ -232,7 +235,7 @@ class Governor:
     def set_levels(self, levels: list[Level], start: int) -> None:
         """A new ladder (the user switched model): costs are measured afresh."""
         with self.lock:
-            self.levels, self.index = levels, start
+            self.levels, self.index, self.home = levels, start, start
             self._cost.clear()
             self._forget_falls()
             self.reason = "the model was switched"
@@ -268,8 +271,30 @@ class Governor:
         self.cores += k * (used - self.cores)
         self.other += k * (other - self.other)
         self._t, self._cpu, self._matting_cpu = now, process_cpu, 0.0
+        self.tokens = min(self._cap(), self.tokens + self.matting_cores * dt)
+
+    def _cap(self) -> float:
+        """The most CPU s the bucket banks: two mattes or a quarter of a second of the budget, and
+        on a lighter model enough for one still upgrade plus two of its own mattes."""
         cap = max(2 * self.cost(), 0.25 * self.budget)
-        self.tokens = min(cap, self.tokens + self.matting_cores * dt)
+        return max(cap, self._upgrade_need()) if self.upgrade_level is not None else cap
+
+    def _upgrade_need(self) -> float:
+        return self.cost(self.home) + 2 * self.cost()
+
+    @property
+    def upgrade_level(self) -> Level | None:
+        """The configured rung, while the ladder is on another model (the still upgrade runs it)."""
+        if not self.still_upgrade or self.home >= len(self.levels):
+            return None
+        home = self.levels[self.home]
+        return home if home.model != self.level.model else None
+
+    def may_upgrade(self) -> bool:
+        """May a still picture's refresh run the configured model now (``matting.still_upgrade``)? When
+        the ladder is on a lighter model and the bucket holds the configured model's cost plus two of the
+        lighter model's mattes, so that motion right after it is not held back."""
+        return self.upgrade_level is not None and self.tokens >= self._upgrade_need()
 
     @property
     def matting_cores(self) -> float:
@@ -322,11 +347,20 @@ class Governor:
             return 0.0
         return min(wait, 0.25)
 
-    def spent(self, cpu_s: float, inferred: bool = True, wall_s: float | None = None) -> None:
+    def spent(self, cpu_s: float, inferred: bool = True, wall_s: float | None = None, *, upgrade: bool = False) -> None:
         """An inference (``inferred``) or a reuse check finished, having taken ``cpu_s`` of CPU and
-        ``wall_s`` from start to result."""
+        ``wall_s`` from start to result. ``upgrade``: it ran the configured model for a still picture
+        (:meth:`may_upgrade`): its cost is the configured rung's, and it is not one of the rate's mattes."""
         if not inferred:
             return  # the still check's CPU shows up in `other`
+        if upgrade:
+            self.tokens -= cpu_s
+            self._matting_cpu += cpu_s
+            self.matting_cpu_total += cpu_s
+            self.upgrades += 1
+            c = self._cost.get(self.home)
+            self._cost[self.home] = cpu_s if c is None else c + 0.2 * (cpu_s - c)
+            return
         if wall_s is not None:
             self._wall = wall_s if not self._inferences else self._wall + 0.2 * (wall_s - self._wall)
         self.tokens -= cpu_s
@@ -390,6 +424,8 @@ class Governor:
                 del self.levels[i]
                 if self.index >= i and self.index > 0:
                     self.index -= 1
+                if self.home >= i and self.home > 0:
+                    self.home -= 1
                 self._cost = {}
                 self._forget_falls()
                 self.reason = why
@@ -420,4 +456,6 @@ class Governor:
                 "mean_cores": round(self.mean_cores, 3), "matting_cores": round(self.matting_cores, 2),
                 "chosen": self.level.label, "sustained_hz": round(min(self.sustained_hz(), self.ceiling_hz or 1e9), 1),
                 "ms_per_matte": round(self.cost() * 1e3, 1), "changes": self.changes, "why": self.reason,
+                "still_upgrade": self.upgrade_level.label if self.upgrade_level is not None else None,
+                "upgrades": self.upgrades,
                 "other_cores": round(self.other, 2), "below_floor": self.over_floor}

@@ -60,6 +60,10 @@ class BudgetRate(LiveRate):
                                  max_age=m.max_age)
         self.matting = matting
         self.cpu = 0.0  # CPU s of the live path's work so far
+        if matting.still is not None and m.still_upgrade:
+            self.governor.still_upgrade = True
+            matting.set_home(m.model, m.input_size)
+            matting.upgrade_gate = self.governor.may_upgrade
 
     def spend(self, cpu_s: float) -> None:
         self.cpu += cpu_s
@@ -73,11 +77,12 @@ class BudgetRate(LiveRate):
         if level is not None:
             self.matting.move_to(level.model, level.input_size)
         if gov.may_start(t) == 0.0:
-            reused, c0 = self.matting.reused, time.thread_time()
+            c0 = time.thread_time()
             matte = self.matting.process(frame)
             cpu = time.thread_time() - c0
             self.cpu += cpu
-            gov.spent(cpu, inferred=self.matting.reused == reused, wall_s=cpu)
+            kind = self.matting.last_kind()
+            gov.spent(cpu, inferred=kind != "reused", wall_s=cpu, upgrade=kind == "upgraded")
             if matte is not None:
                 self.made(frame.seq, matte, delay=cpu)
         return self.matte_for(frame.seq)
@@ -140,11 +145,11 @@ def run_lockstep(parts: Parts, *, keep_alpha: bool = False, on_composite: Callab
         parts.source.close()
         if close:
             parts.matter.close()
-            if matting.matter is not parts.matter:  # the budget's ladder moved to another model
-                matting.matter.close()
+            for m in {id(x): x for x in (matting.matter, matting.upgrade) if x is not None and x is not parts.matter}.values():
+                m.close()  # the budget's ladder moved to another model (and kept the configured one)
     wall = time.monotonic() - t0
     return {"frames": seq, "seconds": round(wall, 2), "fps": round(seq / wall, 2) if wall else 0.0,
-            "mattes": matting.timings.count, "mattes_reused": matting.reused,
+            "mattes": matting.timings.count, "mattes_reused": matting.reused, "mattes_upgraded": matting.upgraded,
             "mattes_cropped": matting.crop.crops if matting.crop is not None else 0, "matting_hz": matting_hz or None,
             "budget": rate.governor.status() if isinstance(rate, BudgetRate) else None,
             "video_matting_hz": round(matting.timings.count / (seq / fps), 2) if seq else 0.0,

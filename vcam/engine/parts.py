@@ -25,6 +25,13 @@ class Parts:
     compositor: Compositor
     sinks: list[Sink]
     opening: budget.Opening | None = None  # under a CPU budget: the rung ``matter`` is, and the configured one
+    upgrade: object = None  # the configured model, kept loaded when the budget opened lighter (matting.still_upgrade)
+
+
+def upgrades(m) -> bool:
+    """Does a budgeted run keep the configured model for still pictures (``matting.still_upgrade``)? Only
+    with ``reuse_still``, which tells a still picture."""
+    return bool(m.still_upgrade and m.reuse_still)
 
 
 def build_parts(cfg: Config, *, sinks: list[Sink] | None = None, source: Source | None = None,
@@ -47,14 +54,18 @@ def build_parts(cfg: Config, *, sinks: list[Sink] | None = None, source: Source 
         if sinks is None:
             sinks = build_sinks(cfg.output, c.width, c.height, c.fps)
         op = budget.opening(cfg.matting, cpu_budget, lite=budget.lite_available()) if cpu_budget else None
+        upgrade = None
         if op is not None and op.why:  # everything opened: the switch is the last step, and its line the last
             cheaper = create_matter(op.matting)
             opened.append(cheaper)
-            opened.remove(matter)
-            matter.close()
+            if upgrades(cfg.matting) and op.matting.model != matter.name:
+                upgrade = matter  # a still picture's matte, as the budget allows
+            else:
+                opened.remove(matter)
+                matter.close()
             matter = cheaper
             log.info("CPU budget %g cores: %s", cpu_budget, op.why)
-        return Parts(source, matter, smoothing.create(cfg.smoothing), compositor, sinks, op)
+        return Parts(source, matter, smoothing.create(cfg.smoothing), compositor, sinks, op, upgrade)
     except BaseException:
         for o in reversed(opened):
             o.close()

@@ -40,10 +40,21 @@ class StillDetector:
 
     def still(self, guide: np.ndarray, t: float) -> bool:
         """``guide``: the frame's ``[h, w] u8`` gray at matte resolution; ``t``: its capture time."""
+        return self.check(guide, t) == "still"
+
+    def check(self, guide: np.ndarray, t: float) -> str:
+        """'still'; 'aged': unchanged, but the last inference is ``max_age`` old; 'moved'; or 'new'
+        (nothing to compare with)."""
         g = self._guide
-        if g is None or g.shape != guide.shape or t - self._t >= self.max_age:
-            return False
-        return is_still(guide, g)
+        if g is None or g.shape != guide.shape:
+            return "new"
+        if not is_still(guide, g):
+            return "moved"
+        return "aged" if t - self._t >= self.max_age else "still"
+
+    def age(self, t: float) -> float:
+        """Seconds since the last inferred frame."""
+        return t - self._t
 
     def inferred(self, guide: np.ndarray, t: float) -> None:
         self._guide, self._t = guide, t
@@ -128,10 +139,21 @@ class MattingUnit:
         self._lock = threading.Lock()  # frame order, smoother state, the parts swapped live
         self._serial = threading.Lock()
         self._last_seq = -1
+        self._last_inferred = -1  # the newest frame a model's matte (not a reuse) came from
         self._size = None
         self.stale = 0  # results that finished after a newer one, dropped
         self.timings = Timings()  # ms per matte; timings.count is the number made
         self.last_frame: Frame | None = None
+        # The still upgrade (matting.still_upgrade): under a CPU budget that moved to a lighter model, the
+        # configured one (``home``: model, input size) stays loaded as ``upgrade``; once the picture has been
+        # still for reuse_max_age it makes the matte, when ``upgrade_gate()`` (the budget's bucket) allows.
+        self.home: tuple[str, int] | None = None
+        self.upgrade = None
+        self.upgrade_gate = None  # callable() -> bool
+        self.upgraded = 0  # mattes the upgrade made
+        self._busy = False  # an upgrade is running (one at a time, whatever the workers)
+        self._on_upgrade = False  # the matte in use is the upgrade's
+        self._mine = threading.local()  # .kind: what this thread's last process() did (see last_kind)
 
     def process(self, frame: Frame) -> Matte | None:
         size = frame.size
@@ -146,35 +168,61 @@ class MattingUnit:
                     self.still.reset()
             matter, last = self.matter, self._last
         guide = None  # [h, w] u8: the frame at matte resolution, made once for the still check and the fit
+        up = None  # the upgrade model, when it makes this matte
+        self._mine.kind = "inferred"
         if self.still is not None and last is not None and (self.keeper is None or self.keeper.state == "all"):
             guide = small_gray(frame.image, last.alpha.shape)
             with self._lock:
-                if self.still.still(guide, frame.t_capture) and frame.seq > self._last_seq:
+                state = self.still.check(guide, frame.t_capture)
+                if state == "aged" and self.upgrade is not None and not self._busy and self.upgrade_gate():
+                    up, self._busy = self.upgrade, True
+                # Still; or still and aged on the upgrade's matte while the budget cannot pay another yet
+                # (a lighter model's matte in between would flicker), up to three ages.
+                # While an upgrade runs, the other workers reuse too: a lighter matte meanwhile would make its
+                # result stale.
+                hold = state == "aged" and (self._busy or (self._on_upgrade and
+                                                          self.still.age(frame.t_capture) < 3 * self.still.max_age))
+                if up is None and (state == "still" or hold) and frame.seq > self._last_seq:
                     self._last_seq = frame.seq
                     self.last_frame = frame
                     self.reused += 1
+                    self._mine.kind = "reused"
                     return Matte(alpha=last.alpha, seq=frame.seq, t_capture=frame.t_capture, coef=last.coef,
                                  guide=last.guide)  # the picture is still: the matte's own frame stays its guide
         t0 = time.perf_counter()
-        if matter.stateless:
-            raw = self._infer(matter, frame)  # [h, w] f32; outside the lock, threads run in parallel
-        else:
-            with self._serial:
-                raw = self._infer(matter, frame)
+        try:
+            if up is not None or matter.stateless:
+                raw = self._infer(up or matter, frame)  # [h, w] f32; outside the lock, threads run in parallel
+            else:
+                with self._serial:
+                    raw = self._infer(matter, frame)
+        finally:
+            if up is not None:
+                self._busy = False
+                self._mine.kind = "upgraded"  # its CPU is the upgrade's, whatever becomes of the result
         with self._lock:
-            if matter is not self.matter:
+            if matter is not self.matter or (up is not None and up is not self.upgrade):
                 return None  # the model was switched meanwhile
-            if frame.seq <= self._last_seq:
+            # An upgrade ran while the other workers reused the matte for newer (still) frames: it is
+            # stale only if a newer inference came meanwhile.
+            if frame.seq <= (self._last_inferred if up is not None else self._last_seq):
                 self.stale += 1
                 return None
-            self._last_seq = frame.seq
-            self.last_frame = frame
+            if frame.seq > self._last_seq:
+                self._last_seq = frame.seq
+                self.last_frame = frame
+            self._last_inferred = frame.seq
             if self.keeper is not None:
                 raw = self.keeper.apply(raw)  # "keep only this person": in frame order
             # The frame at matte resolution: the smoother's motion detector and the refiner's guide.
             if guide is None or guide.shape != raw.shape:
                 guide = small_gray(frame.image, raw.shape)
+            if (up is not None) != self._on_upgrade:
+                self.smoother.reset()  # the filter does not blend one model's matte into the other's
             alpha = self.smoother(raw, guide)
+            if up is not None:
+                self.upgraded += 1
+            self._on_upgrade = up is not None
         # Fit the refinement once per matte, against the frame it came from (cheap at
         # matte resolution); the compositor only applies it at the full frame rate.
         coef = self.refiner.coefficients(guide, alpha) if self.refiner is not None else None
@@ -187,6 +235,20 @@ class MattingUnit:
                 self._last = matte
                 self.still.inferred(guide, frame.t_capture)
         return matte
+
+    def set_home(self, model: str, input_size: int, upgrade=None) -> None:
+        """The configured model (the user's choice), and ``upgrade``: it loaded, while a lighter one runs."""
+        with self._lock:
+            self.home, self.upgrade = (model, input_size), upgrade
+
+    def last_kind(self) -> str:
+        """What this thread's last :meth:`process` did: 'reused' the matte (no inference), 'inferred', or
+        'upgraded' (the still upgrade ran; the budget counts its CPU apart). Per thread: with two workers,
+        comparing the shared counters before and after would see the other worker's reuses."""
+        return getattr(self._mine, "kind", "inferred")
+
+    def ran_upgrade(self) -> bool:
+        return self.last_kind() == "upgraded"
 
     def _infer(self, matter, frame: Frame) -> np.ndarray:
         """The model's matte of the whole frame, inferred on the person's crop where that helps."""
@@ -212,12 +274,23 @@ class MattingUnit:
 
     def move_to(self, model: str, input_size: int):
         """The CPU budget's ladder moved: the same model at another input size (no reload), or
-        another model loaded and swapped in. Returns the new matter, or ``None`` if it was resized."""
-        matter = self.matter
+        another model loaded and swapped in. Returns the new matter, or ``None`` if it was resized.
+
+        With a ``home`` (the still upgrade), a move from the configured model to another keeps the
+        configured one loaded as :attr:`upgrade`, and a move back to it takes it from there, no reload."""
+        matter, up = self.matter, self.upgrade
         if model == matter.name and matter.resize(input_size):
             self.swap()  # the temporal filter restarts at the new matte size
             return None
-        new = self.prepare(create_matter(dataclasses.replace(matter.cfg, model=model, input_size=input_size)))
+        if up is not None and model == up.name and up.resize(input_size):
+            new = up
+        else:
+            new = self.prepare(create_matter(dataclasses.replace(matter.cfg, model=model, input_size=input_size)))
+        keep = self.home is not None and matter.name == self.home[0] and model != matter.name
+        if keep:
+            matter.resize(self.home[1])
+        with self._lock:
+            self.upgrade = matter if keep else None
         self.swap(matter=new)
         return new
 
@@ -252,6 +325,7 @@ class MattingUnit:
             self.smoother.reset()
             self._prev_raw = None
             self._last = None  # a new model or filter: infer afresh, do not reuse the old one's matte
+            self._on_upgrade = False
             return old if matter is not None else None
 
 

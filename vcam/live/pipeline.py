@@ -24,7 +24,7 @@ from ..config import CompositorConfig, Config, MattingConfig, SmoothingConfig
 from ..core.mailbox import Mailbox
 from ..core.stats import CpuMeter, peak_rss_mb
 from ..engine import budget
-from ..engine.parts import Parts
+from ..engine.parts import Parts, upgrades
 from ..engine.units import CompositeUnit, MattingUnit
 from ..errors import ConfigError, VcamError
 from ..imaging import smoothing
@@ -72,6 +72,11 @@ class Pipeline:
                                     self.m_frames, self.mattes, max_hz=cfg.matting.max_hz,
                                     threads=cfg.matting.workers, guard=cfg.matting.guard, on_error=self._fail,
                                     governor=self.governor)
+        if self.governor is not None and upgrades(m):
+            self.governor.still_upgrade = True
+            unit = self.matting.unit
+            unit.set_home(self._ladder_cfg.model, self._ladder_cfg.input_size, parts.upgrade)
+            unit.upgrade_gate = self._may_upgrade
         self.budget = BudgetKeeper(self.governor, self.apply_level, on_error=self._fail) if self.governor else None
         self.compositing = CompositeStage(CompositeUnit(parts.compositor, keep_alpha=keep_alpha), self.c_frames,
                                           self.mattes, self.comps, max_matte_age=cfg.matting.max_age,
@@ -83,6 +88,10 @@ class Pipeline:
         self._lite_fetch = None  # the lite model being fetched in the background (subprocess.Popen)
         self.t_start = 0.0
         self.t_end = 0.0
+
+    def _may_upgrade(self) -> bool:
+        with self.governor.lock:
+            return self.governor.may_upgrade()
 
     def _fail(self, e: BaseException) -> None:
         self._errors.append(e)
@@ -111,6 +120,7 @@ class Pipeline:
         if self.governor is not None:  # the user chose a model: the budget's ladder starts from it
             self._ladder_cfg = matting_cfg
             self.governor.set_levels(*self._ladder(matting_cfg))
+            self.matting.unit.set_home(matting_cfg.model, matting_cfg.input_size)
             self.governor.ceiling_hz = matting_cfg.max_hz or budget.CEILING_HZ
         # The old model is not closed here: a worker may still be inside its infer(); it is
         # released when the last reference goes.
@@ -240,6 +250,8 @@ class Pipeline:
                 log.warning("closing %s failed: %s", sink.kind, e)
         self.capture.source.close()
         self.matting.unit.matter.close()
+        if self.matting.unit.upgrade is not None:
+            self.matting.unit.upgrade.close()
 
     def stats(self) -> dict:
         """Run statistics; valid while running too (``vcam ctl status``)."""
@@ -258,7 +270,7 @@ class Pipeline:
             "latency_ms": o.latency.summary(),
             "frames": {"captured": cap.frames, "matted": matted, "composited": comp.unit.timings.count,
                        "sent": o.sent, "repeated": o.repeats, "matting_errors": m.errors,
-                       "mattes_withheld": m.withheld, "mattes_reused": m.unit.reused,
+                       "mattes_withheld": m.withheld, "mattes_reused": m.unit.reused, "mattes_upgraded": m.unit.upgraded,
                        "mattes_cropped": m.unit.crop.crops if m.unit.crop is not None else 0,
                        # composites whose held matte was moved with the person (vcam.imaging.follow)
                        "composites_followed": f.moved if (f := comp.unit.compositor.follower) is not None else 0},

@@ -108,7 +108,7 @@ class MattingStage(_FrameStage):
             self.t_first = time.monotonic()
         gov = self.governor
         if gov is not None:
-            reused, t_cpu, t_wall = self.unit.reused, time.thread_time(), time.monotonic()
+            t_cpu, t_wall = time.thread_time(), time.monotonic()
         try:
             matte = self.unit.process(frame)
         except VcamError:
@@ -121,8 +121,9 @@ class MattingStage(_FrameStage):
             # is this thread's; with more, the pool's share is estimated (the controller's
             # feedback on the process's CPU corrects what the estimate misses).
             cpu = (time.thread_time() - t_cpu) * max(1, self.unit.matter.cfg.threads or 2)
+            kind = self.unit.last_kind()
             with gov.lock:
-                gov.spent(cpu, inferred=self.unit.reused == reused, wall_s=time.monotonic() - t_wall)
+                gov.spent(cpu, inferred=kind != "reused", wall_s=time.monotonic() - t_wall, upgrade=kind == "upgraded")
         if matte is not None:
             self._succeeded(frame.seq)
             self.outbox.put(self.guard.check(matte) if self.guard is not None else matte)
