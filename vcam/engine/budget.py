@@ -353,22 +353,18 @@ class Governor:
         (:meth:`may_upgrade`): its cost is the configured rung's, and it is not one of the rate's mattes."""
         if not inferred:
             return  # the still check's CPU shows up in `other`
-        if upgrade:
-            self.tokens -= cpu_s
-            self._matting_cpu += cpu_s
-            self.matting_cpu_total += cpu_s
-            self.upgrades += 1
-            c = self._cost.get(self.home)
-            self._cost[self.home] = cpu_s if c is None else c + 0.2 * (cpu_s - c)
-            return
-        if wall_s is not None:
-            self._wall = wall_s if not self._inferences else self._wall + 0.2 * (wall_s - self._wall)
         self.tokens -= cpu_s
         self._matting_cpu += cpu_s
         self.matting_cpu_total += cpu_s
+        level = self.home if upgrade else self.index
+        c = self._cost.get(level)
+        self._cost[level] = cpu_s if c is None else c + 0.2 * (cpu_s - c)
+        if upgrade:
+            self.upgrades += 1
+            return
+        if wall_s is not None:
+            self._wall = wall_s if not self._inferences else self._wall + 0.2 * (wall_s - self._wall)
         self._inferences += 1
-        c = self._cost.get(self.index)
-        self._cost[self.index] = cpu_s if c is None else c + 0.2 * (cpu_s - c)
 
     # --- the ladder ---------------------------------------------------------------------
     def decide(self, now: float) -> Level | None:
