@@ -315,6 +315,36 @@ def test_precision_check_and_int8(tmp_path, monkeypatch, modnet_path):
     assert alpha.shape == (224, 384) and alpha.max() > 0.9 and alpha.min() < 0.1
 
 
+def test_modnets_runtime_is_checked_at_the_live_size_whichever_path_asks_first(tmp_path, monkeypatch, modnet_path):
+    """Stills run MODNet larger (320) and never take its int8, but the one-time check they trigger records
+    int8's verdict and the CPU per matte for the live camera (224): it runs at the live size. (A record made
+    at 320 had int8 pass where a check at 224 refused it, 0.041 IoU lower against the truth.)"""
+    from vcam.config import Config
+    from vcam.models.matting import precision
+    from vcam.offline.still import Session
+
+    pytest.importorskip("openvino")
+    monkeypatch.setenv("VCAM_CACHE_DIR", str(tmp_path))
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "modnet.onnx").symlink_to(modnet_path)
+    asked = []
+
+    def check(cfg, **kw):
+        asked.append(cfg)
+        c = precision.Candidate("onnxruntime", "fp32", ms=80.0, why="the reference")
+        precision._write_record(cfg.model, modnet_path, c, [c])
+        return c, [c]
+
+    monkeypatch.setattr(precision, "check_live_model", check)
+    cfg = Config().replace(matting={"still_ensemble": False})
+    s = Session("modnet", cfg=cfg)
+    assert s.matter.cfg.input_size == cfg.matting.still_input_size != cfg.matting.input_size
+    assert [c.input_size for c in asked] == [cfg.matting.input_size]  # the live camera's size
+    Session("modnet", cfg=cfg)
+    assert len(asked) == 1  # recorded: not checked again
+    s.matter.close()
+
+
 # --- spending pixels on the person ---------------------------------------------------------------
 
 def test_person_crop(modnet):

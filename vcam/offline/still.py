@@ -98,7 +98,8 @@ class Session:
         # has the time); `fast` runs as the live camera does. IS-Net's int8 passed the stills' own check
         # (true masks of shipped pictures at its full input; precision.check_still_model).
         # matting.workers: how many pictures run at once (vcam remove's folder, vcam serve's pool)
-        self.matter = create_matter(self.cfg.matting, int8=fast or name == "isnet", streams=m.workers)
+        self.matter = create_matter(self.cfg.matting, int8=fast or name == "isnet", streams=m.workers,
+                                    check_size=cfg.matting.input_size)
         self.members: list = []  # the stills' portrait ensemble (see run)
         self.tiebreakers: list = []  # ... and its weaker models, heard only where the members are unsure
         if name == "modnet" and not fast and m.still_ensemble:

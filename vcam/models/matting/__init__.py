@@ -10,19 +10,21 @@ from .base import MATTERS, Matter, OnnxMatter, model_input_shape, register
 __all__ = ["MATTERS", "Matter", "OnnxMatter", "create", "model_input_shape", "register"]
 
 
-def create(cfg, *, int8: bool = True, streams: int = 1) -> Matter:
+def create(cfg, *, int8: bool = True, streams: int = 1, check_size: int = 0) -> Matter:
     """Build the matter named by ``cfg.model`` (a :class:`~vcam.config.MattingConfig`). An ONNX
     model on ``runtime: auto`` runs where this machine's check put it (:func:`.precision.resolve`;
     ``int8=False`` keeps it off int8), and the matter's ``cfg`` says which. ``streams``: how many
     threads will infer at once (stills: ``vcam remove``'s parallel pictures, ``vcam serve``'s pool).
     The live workers keep one OpenVINO stream: with a stream each, the soak saw a model loaded and
-    dropped every few seconds (file descriptors, RSS and CPU swinging with it)."""
+    dropped every few seconds (file descriptors, RSS and CPU swinging with it). ``check_size``: the input
+    size the one-time runtime check runs at, when it is not ``cfg.input_size`` (the stills' larger MODNet:
+    the check is the live camera's, whose int8 and CPU per matte it records)."""
     cls = MATTERS.get(cfg.model)
     if cls is None:
         raise ModelError(f"unknown model '{cfg.model}': choose one of {', '.join(sorted(MATTERS))}")
     if issubclass(cls, OnnxMatter) and cfg.runtime == "auto":
         from .precision import resolve
 
-        rt, prec = resolve(cfg, int8=int8)
+        rt, prec = resolve(cfg, int8=int8, check_size=check_size)
         cfg = replace(cfg, runtime=rt, precision=prec)
     return cls(cfg, streams=streams) if issubclass(cls, OnnxMatter) else cls(cfg)

@@ -275,7 +275,8 @@ def choose(cfg, *, calibrate: str | None = None, check_frames: list[np.ndarray] 
 # --- checked once per machine, on first use, and recorded --------------------------------------
 
 RECORD = "runtime-choice.json"
-CHECK_VERSION = 3  # a choice recorded by an older check is made again (2: true masks of unseen pictures; 3: int8 IS-Net)
+CHECK_VERSION = 4  # a choice recorded by an older check is made again (2: true masks of unseen pictures; 3: int8
+# IS-Net; 4: MODNet checked at the live input size, whichever path asks first)
 CHECKED = ("modnet", "isnet")  # the models whose runtime `matting.runtime: auto` chooses per machine
 
 
@@ -449,12 +450,16 @@ def _record_lock():
     return store.locked(_record_path().with_suffix(".lock"))
 
 
-def resolve(cfg, *, int8: bool = True) -> tuple[str, str]:
+def resolve(cfg, *, int8: bool = True, check_size: int = 0) -> tuple[str, str]:
     """The runtime and precision ``cfg`` runs at. An explicit ``matting.runtime`` is kept; 'auto' is
     onnxruntime fp32 where OpenVINO is missing, on a GPU, or for a model not in :data:`CHECKED`;
     otherwise the machine's checked choice (:func:`check_live_model` for MODNet, with int8;
     :func:`check_still_model` for IS-Net), made once on first use and kept in the model cache.
-    ``int8=False`` (MODNet's stills preset) takes the cheapest agreeing choice that is not int8."""
+    ``int8=False`` (MODNet's stills preset) takes the cheapest agreeing choice that is not int8.
+    ``check_size``: the input size to check at, if not ``cfg.input_size``. MODNet's check is the live
+    camera's (its int8 verdict and CPU per matte are for the live path), so stills, which run MODNet larger,
+    check it at the live size. A record a stills run made at 320 px had int8 pass (truth loss −0.0007),
+    where a check at the live 224 on the same machine and versions refused it (0.041 lower)."""
     if cfg.runtime != "auto":
         return cfg.runtime, cfg.precision
     if cfg.precision != "fp32":  # a precision only OpenVINO runs
@@ -476,7 +481,8 @@ def resolve(cfg, *, int8: bool = True) -> tuple[str, str]:
                 log.warning("choosing %s's runtime for this CPU, once: onnxruntime against OpenVINO "
                             "fp32/bf16/int8, about %s ...", cfg.model, "half a minute" if live else "two minutes")
                 check = check_live_model if live else check_still_model
-                rec, _ = check(dataclasses.replace(cfg, runtime="onnxruntime", precision="fp32"))
+                rec, _ = check(dataclasses.replace(cfg, runtime="onnxruntime", precision="fp32",
+                                                   input_size=check_size or cfg.input_size))
                 log.warning("%s runs on %s (%s)", cfg.model, rec.label, rec.why)
                 rec = recorded(cfg.model, path, int8=int8) or rec
     return rec.runtime, rec.precision
