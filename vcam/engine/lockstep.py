@@ -145,8 +145,9 @@ def run_lockstep(parts: Parts, *, keep_alpha: bool = False, on_composite: Callab
         parts.source.close()
         if close:
             parts.matter.close()
-            for m in {id(x): x for x in (matting.matter, matting.upgrade) if x is not None and x is not parts.matter}.values():
-                m.close()  # the budget's ladder moved to another model (and kept the configured one)
+            for m in (matting.matter, matting.upgrade):  # the ladder moved to another model (and kept the configured one)
+                if m is not None and m is not parts.matter:
+                    m.close()
     wall = time.monotonic() - t0
     return {"frames": seq, "seconds": round(wall, 2), "fps": round(seq / wall, 2) if wall else 0.0,
             "mattes": matting.timings.count, "mattes_reused": matting.reused, "mattes_upgraded": matting.upgraded,

@@ -38,12 +38,9 @@ class StillDetector:
         self._guide: np.ndarray | None = None
         self._t = 0.0
 
-    def still(self, guide: np.ndarray, t: float) -> bool:
-        """``guide``: the frame's ``[h, w] u8`` gray at matte resolution; ``t``: its capture time."""
-        return self.check(guide, t) == "still"
-
     def check(self, guide: np.ndarray, t: float) -> str:
-        """'still'; 'aged': unchanged, but the last inference is ``max_age`` old; 'moved'; or 'new'
+        """``guide``: the frame's ``[h, w] u8`` gray at matte resolution; ``t``: its capture time.
+        'still'; 'aged': unchanged, but the last inference is ``max_age`` old; 'moved'; or 'new'
         (nothing to compare with)."""
         g = self._guide
         if g is None or g.shape != guide.shape:
@@ -246,9 +243,6 @@ class MattingUnit:
         'upgraded' (the still upgrade ran; the budget counts its CPU apart). Per thread: with two workers,
         comparing the shared counters before and after would see the other worker's reuses."""
         return getattr(self._mine, "kind", "inferred")
-
-    def ran_upgrade(self) -> bool:
-        return self.last_kind() == "upgraded"
 
     def _infer(self, matter, frame: Frame) -> np.ndarray:
         """The model's matte of the whole frame, inferred on the person's crop where that helps."""

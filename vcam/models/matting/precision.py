@@ -91,8 +91,20 @@ def truth_loss(ref: list[np.ndarray], got: list[np.ndarray], truths: list[tuple[
     itself gets right (IoU ≥ 0.9; where fp32 fails, a difference says nothing). Agreement with fp32 on
     the frames int8 was calibrated on does not show this: an int8 MODNet that agreed there at IoU 0.998
     lost 0.05 here (0.22 on one pose), and the small person of a wide shot with it."""
-    pairs = [(truth_iou(r, m), truth_iou(g, m)) for r, g, (_, m) in zip(ref, got, truths)]
-    pairs = [(r, g) for r, g in pairs if r >= 0.9]
+    return _loss(truth_scores(ref, got, truths))
+
+
+READS_RIGHT = 0.9  # fp32's IoU with the true mask at which it reads a picture right
+
+
+def truth_scores(ref: list[np.ndarray], got: list[np.ndarray],
+                 truths: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[float, float]]:
+    """``(fp32's, the candidate's)`` IoU with the true mask, per picture."""
+    return [(truth_iou(r, m), truth_iou(g, m)) for r, g, (_, m) in zip(ref, got, truths)]
+
+
+def _loss(scores: list[tuple[float, float]]) -> float:
+    pairs = [(r, g) for r, g in scores if r >= READS_RIGHT]
     return float(np.mean([r - g for r, g in pairs])) if pairs else 0.0
 
 
@@ -372,11 +384,11 @@ def judge_on_truth(c: Candidate, ref: list[np.ndarray], got: list[np.ndarray],
     where fp32 misreads a picture, agreeing with it means agreeing with its mistake (int8 IS-Net took
     the generated full-body picture at IoU 0.934 with the truth where fp32 took it at 0.876, and so
     "disagreed" at 0.936). Then :func:`truth_loss` over them all."""
-    scores = [(truth_iou(r, m), truth_iou(g, m)) for r, g, (_, m) in zip(ref, got, truths)]
-    right = [i for i, (r, _) in enumerate(scores) if r >= 0.9]
+    scores = truth_scores(ref, got, truths)
+    right = [i for i, (r, _) in enumerate(scores) if r >= READS_RIGHT]
     judge(c, [ref[i] for i in right], [got[i] for i in right])
-    worse = [r - g for r, g in scores if r < 0.9 and r - g > MAX_TRUTH_LOSS]
-    c.truth_loss = loss = truth_loss(ref, got, truths)
+    worse = [r - g for r, g in scores if r < READS_RIGHT and r - g > MAX_TRUTH_LOSS]
+    c.truth_loss = loss = _loss(scores)
     if c.ok and (loss > MAX_TRUTH_LOSS or worse):
         c.ok = False
         c.why = (f"its masks of shipped pictures are further from the truth than fp32's (IoU "
