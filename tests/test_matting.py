@@ -1,5 +1,6 @@
 """The real models on a real (shipped, public-domain) portrait, and the model store's error paths."""
 import concurrent.futures
+import os
 import shutil
 from pathlib import Path
 
@@ -90,6 +91,28 @@ def test_corrupt_cached_model_is_never_used(tmp_path, monkeypatch, modnet_path):
     with pytest.raises(ModelError, match="vcam models pull modnet"):
         store.resolve("modnet")
     assert not cached.exists(), "a corrupt cached model must be deleted, never loaded"
+
+
+def test_a_model_verified_once_is_checked_again_after_a_rewrite(tmp_path, monkeypatch, modnet_path):
+    """The process remembers the hash of a file it verified, by its identity; a rewrite in place (same
+    size and inode, new mtime) is hashed again and refused."""
+    monkeypatch.setenv("VCAM_CACHE_DIR", str(tmp_path))
+    cached = store.cached_path("modnet")
+    cached.parent.mkdir(parents=True)
+    shutil.copy(modnet_path, cached)
+    old = cached.stat().st_mtime - 60
+    os.utime(cached, (old, old))  # a file that has sat in the cache a while: remembered once hashed
+    hashed = []
+    monkeypatch.setattr(store, "sha256_of", lambda p, f=store.sha256_of: hashed.append(p) or f(p))
+    assert store.resolve("modnet") == cached and store.resolve("modnet") == cached
+    assert len(hashed) == 1, "a verified, unchanged file is hashed once per process"
+    with open(cached, "r+b") as f:
+        f.seek(1000)
+        f.write(b"\xff" * 64)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    with pytest.raises(ModelError, match="vcam models pull modnet"):
+        store.resolve("modnet")
+    assert not cached.exists()
 
 
 def test_offline_pull_names_the_command(tmp_path, monkeypatch):
