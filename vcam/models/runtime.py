@@ -93,6 +93,47 @@ def have_openvino() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
+def openvino():
+    """``import openvino``, without its usage telemetry. OpenVINO's package sends an event to Google
+    Analytics on every import (and NNCF on every quantisation) unless the user opted out, writing a
+    client id under ``~/intel``; vcam never asked its users for that. Only a recorded opt-in
+    (``opt_in_out --opt_in``) is honoured; no record counts as declined, which is what the library
+    does in CI."""
+    _decline_telemetry()
+    import openvino as ov
+
+    return ov
+
+
+def nncf():
+    """``import nncf``, without its telemetry (see :func:`openvino`)."""
+    _decline_telemetry()
+    import nncf as n
+
+    return n
+
+
+_TELEMETRY = threading.Lock()
+
+
+def _decline_telemetry() -> None:
+    with _TELEMETRY:
+        try:
+            from openvino_telemetry.utils import opt_in_checker as oc
+        except ImportError:
+            return
+        if getattr(oc.OptInChecker.check, "_vcam", False):
+            return
+        ask = oc.OptInChecker.check
+
+        def check(self, *args, **kwargs):
+            said = ask(self, *args, **kwargs)
+            return said if said == oc.ConsentCheckResult.ACCEPTED else oc.ConsentCheckResult.DECLINED
+
+        check._vcam = True
+        oc.OptInChecker.check = check
+
+
 def int8_path(path: Path) -> Path:
     """Where the NNCF-quantised copy of the model at ``path`` lives (made by ``vcam bench --auto``)."""
     return cache_dir() / f"{Path(path).stem}.int8.xml"
@@ -118,7 +159,7 @@ def _ov_numpy() -> None:
         return
     with _OV_NUMPY:
         if not _ov_numpy_ready:
-            import openvino as ov
+            ov = openvino()
 
             t = ov.Tensor(np.zeros((1, 1), np.float32))
             t.data[:] = np.ones((1, 1), np.float32)  # the path InferRequest.infer takes with numpy inputs
@@ -136,7 +177,7 @@ class OpenVinoSession:
     ``threads`` is each stream's."""
 
     def __init__(self, path: Path, *, threads: int, precision: str, name: str, streams: int = 1, outputs: int = 0):
-        import openvino as ov
+        ov = openvino()
 
         core = ov.Core()
         model_file = path

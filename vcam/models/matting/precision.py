@@ -159,8 +159,7 @@ def calibrate_int8(matter: OnnxMatter, frames: list[np.ndarray]) -> Path:
     """NNCF post-training quantisation of ``matter``'s model on ``frames``; saved next to the
     cached model (:func:`runtime.int8_path`)."""
     try:
-        import nncf
-        import openvino as ov
+        nncf, ov = runtime.nncf(), runtime.openvino()
     except ImportError:
         raise ModelError("int8 needs NNCF and OpenVINO: pip install 'vcam[openvino]'") from None
     rec = _Recorder(matter.session)
@@ -190,8 +189,7 @@ def _float_ends(model):
     edges 8 bits of scaled pixels lose) and the last (it writes alpha). In one run on MODNet at 224
     with the shipped check frames, everything quantised gave worst IoU 0.9947 (below :data:`MIN_IOU`)
     at 33 ms a matte; these two in float 0.9978 at 29 ms, against onnxruntime fp32's 78 ms (1 thread)."""
-    import nncf
-
+    nncf = runtime.nncf()
     convs = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"]
     if len(convs) < 3:
         return None
@@ -298,9 +296,7 @@ def _signature(path: Path | None = None) -> dict:
 
     sig = {"check": CHECK_VERSION, "cpu": runtime.cpu_model(), "bf16": runtime.has_bf16(), "onnxruntime": onnxruntime.__version__}
     if runtime.have_openvino():
-        import openvino
-
-        sig["openvino"] = openvino.__version__
+        sig["openvino"] = runtime.openvino().__version__
     if path is not None:
         try:
             sig["model"] = f"{Path(path).resolve()}:{Path(path).stat().st_size}"
