@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Matte quality of vcam's live path against the peers' recipes, on ../shared/eval.
 
-    python scripts/quality.py [--limit N] [--clips N] [--frames N] [--recipes a,b,...] [--matting-hz N] [--json out.json]
+    python scripts/quality.py [--limit N] [--clips N] [--frames N] [--recipes a,b,...] [--matting-hz N]
+                              [--speed X] [--bend] [--json out.json]
 
 Every recipe runs through the same code as ``vcam process --alpha-out`` (the lockstep
 runner: matter → temporal filter → refiner → compositor alpha), on:
@@ -17,6 +18,9 @@ runner: matter → temporal filter → refiner → compositor alpha), on:
 ``--matting-hz N`` measures the clips at the live rate instead of a matte per frame: new mattes
 only at N Hz, each used one period after its frame and refined against every frame between
 (``vcam process --matting-hz``), which is what a call sees when the model runs at N Hz.
+The sway is rigid, so the matte follower carries it between mattes whatever the rate; ``--bend``
+makes the head sway while the body stays, and ``--speed X`` plays it X times faster, which is where
+the rate shows.
 
 Prints a table; ``--json`` also writes the numbers.
 """
@@ -62,6 +66,7 @@ _MATTERS: dict = {}
 
 
 MATTING_HZ = 0.0  # --matting-hz: 0, a matte per frame
+MOTION = {"speed": 1.0, "bend": False}  # --speed, --bend: how the moving clips move
 
 
 def run_frames(cfg: Config, frames: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
@@ -106,7 +111,7 @@ def evaluate(cfg: Config, data, clips: int, frames: int, seed: int = 0) -> dict:
         static = [noisy(img, rng) for _ in range(frames)]
         alphas, _ = run_frames(cfg, static)
         r["flicker"].append(1000 * float(np.mean([np.abs(alphas[i] - alphas[i - 1]).mean() for i in range(1, frames)])))
-        mv, mg = moving_clip(img, gt, frames, rng)
+        mv, mg = moving_clip(img, gt, frames, rng, speed=MOTION["speed"], bend=MOTION["bend"])
         alphas, _ = run_frames(cfg, mv)
         r["m_iou"].append(np.mean([iou(a >= 0.5, g >= 0.5) for a, g in zip(alphas, mg)]))
         r["m_bf"].append(np.mean([bf_score(a >= 0.5, g >= 0.5) for a, g in zip(alphas, mg)]))
@@ -125,9 +130,15 @@ def main() -> None:
                     help="also run the default config with these overrides (repeatable), e.g. smoothing.strength=0.95")
     ap.add_argument("--matting-hz", type=float, default=0.0, metavar="N",
                     help="clips at the live rate: new mattes only at N Hz (default: one per frame)")
+    ap.add_argument("--speed", type=float, default=1.0, metavar="X",
+                    help="moving clips sway X times faster (default 1: a webcam's sway)")
+    ap.add_argument("--bend", action="store_true",
+                    help="moving clips bend instead of moving rigidly: the head sways, the body stays "
+                         "(what the matte follower cannot carry)")
     args = ap.parse_args()
     global MATTING_HZ
     MATTING_HZ = args.matting_hz
+    MOTION.update(speed=args.speed, bend=args.bend)
     data = load(args.limit)
     chosen = {k: v for k, v in recipes().items()
               if not args.recipes or any(s.strip().lower() in k.lower() for s in args.recipes.split(","))}
@@ -135,7 +146,8 @@ def main() -> None:
         chosen[f"vcam + {spec}"] = Config().replace(**parse_variant(spec))
     print(f"{len(data)} stills, {min(args.clips, len(data))} static + moving clips of {args.frames} frames "
           f"(600x800 portraits, ../shared/eval)"
-          + (f"; clips at the live rate, {args.matting_hz:g} Hz mattes under 30 fps" if args.matting_hz else "") + "\n")
+          + (f"; clips at the live rate, {args.matting_hz:g} Hz mattes under 30 fps" if args.matting_hz else "")
+          + (f"; moving {args.speed:g}x" if args.speed != 1 else "") + ("; bending" if args.bend else "") + "\n")
     head = f"| {'recipe':<48} | IoU   | BF    | MAE   | s/frame | flicker | moving IoU | moving BF | moving dtSSD |"
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")

@@ -57,10 +57,14 @@ def dtssd(alphas: list[np.ndarray], truth: list[np.ndarray]) -> float:
                                 for i in range(1, len(alphas))]))
 
 
+def shift(t: float, w: int, h: int) -> tuple[float, float]:
+    """The sway's translation at time t (s), ±4 % of each side."""
+    return 0.04 * w * math.sin(2 * math.pi * t / 2.3), 0.04 * h * math.sin(2 * math.pi * t / 3.1 + 1.0)
+
+
 def sway(t: float, w: int, h: int) -> np.ndarray:
     """The webcam-like sway at time t (s): ±4 % translation, ±3 % zoom, as a 2x3 affine."""
-    dx = 0.04 * w * math.sin(2 * math.pi * t / 2.3)
-    dy = 0.04 * h * math.sin(2 * math.pi * t / 3.1 + 1.0)
+    dx, dy = shift(t, w, h)
     s = 1.0 + 0.03 * math.sin(2 * math.pi * t / 2.7 + 0.5)
     M = cv2.getRotationMatrix2D((w / 2, h / 2), 0.0, s)
     M[:, 2] += (dx, dy)
@@ -71,15 +75,31 @@ def noisy(img: np.ndarray, rng, sigma: float = 4.0) -> np.ndarray:
     return np.clip(img + rng.normal(0, sigma, img.shape), 0, 255).astype(np.uint8)
 
 
-def moving_clip(img: np.ndarray, gt: np.ndarray, frames: int, rng, fps: float = 30.0):
+def moving_clip(img: np.ndarray, gt: np.ndarray, frames: int, rng, fps: float = 30.0, *, speed: float = 1.0,
+                bend: bool = False):
     """``img`` and its ``[H, W] u8`` mask moved together by :func:`sway`, with sensor noise:
-    the frames and the true alphas in [0, 1]."""
+    the frames and the true alphas in [0, 1]. ``speed`` plays the sway that many times faster.
+    ``bend``: not one rigid motion but a bending one, the sway's shift in full at the top of the
+    picture fading to none at 85 % of its height (the head leans, the body stays), which no
+    similarity transform follows: what the matte follower cannot carry, the matting rate must."""
     h, w = img.shape[:2]
     mv, mg = [], []
+    if bend:
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+        lean = np.clip(1.2 - ys / h * 1.4, 0, 1)
     for i in range(frames):
-        M = sway(i / fps, w, h)
-        mv.append(noisy(cv2.warpAffine(img, M, (w, h), borderMode=cv2.BORDER_REFLECT), rng))
-        mg.append(cv2.warpAffine(gt, M, (w, h), borderMode=cv2.BORDER_REFLECT).astype(np.float32) / 255)
+        t = speed * i / fps
+        if bend:  # the shift alone, weighted by height (backward maps for remap)
+            dx, dy = shift(t, w, h)
+            fx, fy = xs - np.float32(dx) * lean, ys - np.float32(dy) * lean
+            frame = cv2.remap(img, fx, fy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+            truth = cv2.remap(gt, fx, fy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        else:
+            M = sway(t, w, h)
+            frame = cv2.warpAffine(img, M, (w, h), borderMode=cv2.BORDER_REFLECT)
+            truth = cv2.warpAffine(gt, M, (w, h), borderMode=cv2.BORDER_REFLECT)
+        mv.append(noisy(frame, rng))
+        mg.append(truth.astype(np.float32) / 255)
     return mv, mg
 
 
@@ -117,10 +137,11 @@ def lockstep_alphas(cfg: Config, matter, frames: list[np.ndarray], matting_hz: f
 
 
 def moving_quality(cfg: Config, matting_hz: float, *, poses: int = 3, frames: int = 30, seed: int = 0,
-                   size: tuple[int, int] = (960, 640), matter=None) -> dict:
+                   size: tuple[int, int] = (960, 640), matter=None, speed: float = 1.0, bend: bool = False) -> dict:
     """Moving IoU, BF and dtSSD of ``cfg``'s model at ``matting_hz`` mattes a second (0: one per
     frame) on ``poses`` generated full-body pictures (``size`` W x H), each swaying for ``frames``
-    frames. ``matter``: that model, already loaded (else loaded and closed here)."""
+    frames (``speed``, ``bend``: :func:`moving_clip`'s). ``matter``: that model, already loaded (else
+    loaded and closed here)."""
     rng = np.random.default_rng(seed)
     own = matter is None
     matter = create_matter(cfg.matting) if own else matter
@@ -128,7 +149,7 @@ def moving_quality(cfg: Config, matting_hz: float, *, poses: int = 3, frames: in
     try:
         for k in range(poses):
             img, gt = sample.full_body(size[1], size[0], seed=k)
-            mv, mg = moving_clip(img, gt, frames, rng)
+            mv, mg = moving_clip(img, gt, frames, rng, speed=speed, bend=bend)
             alphas = lockstep_alphas(cfg, matter, mv, matting_hz)
             r["iou"].append(float(np.mean([iou(a >= 0.5, g >= 0.5) for a, g in zip(alphas, mg)])))
             r["bf"].append(float(np.mean([bf_score(a >= 0.5, g >= 0.5) for a, g in zip(alphas, mg)])))
