@@ -12,9 +12,14 @@ run the same decisions:
 * when the bucket holds inferences back and sustains less than ``floor_hz``, the **ladder**
   steps down (a smaller input, then a lighter model), in the order that loses least quality;
   when the mattes actually needed (a still picture needs few) would fit the level above, it
-  steps back up. On moving people the rate matters more than the model: on the development
-  clips the moving boundary F of MODNet falls from 0.97 at 10 Hz to 0.84 at 6 Hz and 0.65 at
-  4 Hz, and the lite model at 10 Hz (0.94) beats MODNet at 6; hence a floor of 8 Hz.
+  steps back up. On moving people the rate matters as much as the model. Before the matte
+  follower, the moving boundary F of MODNet fell from 0.97 at 10 Hz to 0.84 at 6 Hz and 0.65 at
+  4 Hz on generated clips, and the lite model at 10 Hz (0.94) beat MODNet at 6; hence a floor of
+  8 Hz. The follower now carries rigid motion at any rate, but not a bending one (the head
+  sways, the body stays): there, on 40 development portraits at twice a webcam's sway
+  (``scripts/quality.py --bend --speed 2``), MODNet's moving IoU / BF is 0.921 / 0.704 at 4 Hz,
+  0.925 / 0.736 at 8 and 0.927 / 0.746 at 13, and lite's 0.915 / 0.642, 0.921 / 0.692 and
+  0.924 / 0.712: MODNet at 8 Hz beats lite at any rate, at 4 Hz it only ties lite at 13.
 
 Output fps is never touched: only the model's rate, input and model are.
 """
