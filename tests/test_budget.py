@@ -492,7 +492,7 @@ def test_still_upgrade_makes_a_still_pictures_matte_with_the_configured_model(mo
     lite = unit.move_to("lite", 224)  # the ladder falls to lite: MODNet is kept
     assert lite.name == "lite" and unit.upgrade is modnet
     first = unit.process(frame(0.0))
-    assert first is not None and not unit.last_kind() == "upgraded" and first.alpha.shape == (144, 256)
+    assert first is not None and unit.last_kind() != "upgraded" and first.alpha.shape == (144, 256)
     for t in (0.1, 0.5, 0.9):  # still: the lite matte is reused
         assert unit.process(frame(t)).alpha is first.alpha
     up = unit.process(frame(1.0))  # still for reuse_max_age: MODNet makes it
@@ -502,11 +502,11 @@ def test_still_upgrade_makes_a_still_pictures_matte_with_the_configured_model(mo
     allow[0] = False
     assert unit.process(frame(2.1)).alpha is up.alpha  # aged, but the budget cannot pay: MODNet's is held
     again = unit.process(frame(4.1))  # three ages: the lite model refreshes it
-    assert not unit.last_kind() == "upgraded" and again.alpha.shape == first.alpha.shape
+    assert unit.last_kind() != "upgraded" and again.alpha.shape == first.alpha.shape
     allow[0] = True
     moved = np.roll(img, 60, axis=1)
     m = unit.process(frame(4.2, moved))  # motion: the lite model, whatever the budget holds
-    assert not unit.last_kind() == "upgraded" and m.alpha.shape == first.alpha.shape and unit.upgraded == 1
+    assert unit.last_kind() != "upgraded" and m.alpha.shape == first.alpha.shape and unit.upgraded == 1
     back = unit.move_to("modnet", 224)  # the ladder returns: the kept model, not a new one
     assert back is modnet and unit.upgrade is None
     lite.close()

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
@@ -148,7 +149,7 @@ def verified(path: Path, s: ModelSpec) -> bool:
         st = path.stat()
     except OSError:
         return False
-    if not path.is_file() or st.st_size != s.size:
+    if not stat.S_ISREG(st.st_mode) or st.st_size != s.size:
         return False
     key = (str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     digest = _HASHED.get(key) or sha256_of(path)
