@@ -331,12 +331,9 @@ def flips(matter) -> bool:
 
 
 def mirrored(matter, image: np.ndarray) -> np.ndarray:
-    """Test-time flip: the mean of the model's matte of ``image`` and, mirrored back, of its mirror image."""
-    a = matter.infer(image)
-    b = matter.infer(np.ascontiguousarray(image[:, ::-1]))
-    a += b[:, ::-1]
-    a *= np.float32(0.5)
-    return a
+    """Test-time flip: the mean of the model's matte of ``image`` and, mirrored back, of its mirror image
+    (:meth:`Matter.infer_mirrored`)."""
+    return matter.infer_mirrored(image)
 
 
 def still_matte(matter, refiner: Refiner, frame: Frame) -> Matte:
@@ -399,7 +396,7 @@ def _views(matters, refiners, frame: Frame, mirror: bool, locks) -> list:
     """:func:`ensemble_views` for each of ``refiners``, from one inference per matter and view."""
     img = frame.image
     H, W = img.shape[:2]
-    views = [img] + ([np.ascontiguousarray(img[:, ::-1])] if mirror else [])
+    views = [img] + ([cv2.flip(img, 1)] if mirror else [])
     out = [[] for _ in refiners]  # per refiner, per matter, per view
     for i, m in enumerate(matters):
         lock = (locks[i] if locks else None) or contextlib.nullcontext()
@@ -411,7 +408,7 @@ def _views(matters, refiners, frame: Frame, mirror: bool, locks) -> list:
             guide = small_gray(view, raw.shape)
             for r, o in zip(refiners, own):
                 a = r.refine(view, raw, np.empty((H, W), np.uint8), r.coefficients(guide, raw))
-                o.append(a if view is img else a[:, ::-1])
+                o.append(a if view is img else cv2.flip(a, 1))
         for r_out, o in zip(out, own):
             r_out.append(o)
     return out

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import abc
 
+import cv2
+
 import numpy as np
 
 from ...core.registry import Registry
@@ -38,6 +40,18 @@ class Matter(abc.ABC):
     @abc.abstractmethod
     def infer(self, bgr: np.ndarray) -> np.ndarray:
         """``bgr``: ``[H, W, 3] uint8``. Returns a fresh ``[h, w] float32`` matte in [0, 1]."""
+
+    def infer_mirrored(self, bgr: np.ndarray) -> np.ndarray:
+        """Test-time flip (``matting.flip``): the mean of the matte of ``bgr`` and, mirrored back, of
+        its mirror image; a fresh ``[h, w] float32``. A model that shrinks the frame itself may
+        override this to shrink it once and mirror the small picture."""
+        a = self.infer(bgr)
+        # cv2.flip, not a copy of bgr[:, ::-1]: numpy's reversed-stride copy of a 720p frame takes
+        # 6.4 ms here, cv2's 0.3 ms.
+        b = self.infer(cv2.flip(bgr, 1))
+        a += b[:, ::-1]
+        a *= np.float32(0.5)
+        return a
 
     def reset(self) -> None:
         """Forget recurrent state. Stateless models have nothing to forget."""

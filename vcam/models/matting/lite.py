@@ -119,7 +119,24 @@ class LiteMatter(Matter):
         loc = self._interp(self.square_for(bgr.shape[1], bgr.shape[0]))
         h, w = loc.small.shape[:2]
         cv2.resize(bgr, (w, h), dst=loc.small, interpolation=cv2.INTER_AREA)
-        np.multiply(loc.small[:, :, ::-1], 1 / 255.0, out=loc.blob[0], casting="unsafe")  # RGB in [0, 1]
+        return self._run(loc, loc.small)
+
+    def infer_mirrored(self, bgr: np.ndarray) -> np.ndarray:
+        """The frame is shrunk once and the small picture mirrored: shrinking a 720p frame costs
+        as much as a run of the model (1.1 ms), and the area average commutes with the mirror."""
+        loc = self._interp(self.square_for(bgr.shape[1], bgr.shape[0]))
+        h, w = loc.small.shape[:2]
+        cv2.resize(bgr, (w, h), dst=loc.small, interpolation=cv2.INTER_AREA)
+        a = self._run(loc, loc.small)
+        b = self._run(loc, cv2.flip(loc.small, 1))
+        a += b[:, ::-1]
+        a *= np.float32(0.5)
+        return a
+
+    @staticmethod
+    def _run(loc, small: np.ndarray) -> np.ndarray:
+        """The model on ``small`` (``[h, w, 3] u8`` BGR at its input size): a fresh ``[h, w] f32`` alpha."""
+        np.multiply(small[:, :, ::-1], 1 / 255.0, out=loc.blob[0], casting="unsafe")  # RGB in [0, 1]
         loc.it.set_tensor(loc.inp, loc.blob)
         loc.it.invoke()
         conf = np.clip(loc.it.get_tensor(loc.out)[0, :, :, 0], 0.0, 1.0)  # [h, w] f32, fresh copy
