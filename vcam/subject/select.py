@@ -231,5 +231,22 @@ def _referee(person: np.ndarray, whole: np.ndarray, agree: float, prompt: Prompt
 
 def _refine_soft(bgr: np.ndarray, alpha: np.ndarray, diag: float) -> tuple[np.ndarray, np.ndarray]:
     """A soft matte already has its edges: closed-form matting only in its uncertain band
-    (``vcam remove --alpha-matting``'s trimap, its erosion scaled to the image)."""
-    return closed_form_alpha(bgr, alpha, AlphaMatting(erode_size=max(2, int(round(0.004 * diag)))))
+    (``vcam remove --alpha-matting``'s trimap, its erosion ``k`` scaled to the image).
+
+    Deeper than ``k`` inside the matte's region (alpha ≥ 0.5) the refinement may raise alpha but
+    not lower it. The trimap's sure foreground is alpha > 0.94, eroded: a limb in motion, which the
+    matte holds at 0.6-0.9, has none, and the solve drew it from the background around it (a
+    runner's back foot went from the matte's 0.8-1 to 0.1-0.35 on a DAVIS frame). The rule changes
+    little elsewhere: on 50 development portraits clicked at their deepest point IoU 0.9641 → 0.9645,
+    on the soft-alpha animals MAE 0.0098 either way (anchoring the whole core instead, so the solve
+    also widens the limb, did better on limbs but raised that MAE to 0.011-0.012)."""
+    k = max(2, int(round(0.004 * diag)))
+    refined, fg = closed_form_alpha(bgr, alpha, AlphaMatting(erode_size=k))
+    if refined is alpha:
+        return refined, fg  # nothing was solved
+    se = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
+    kept = (cv2.erode((alpha >= 128).astype(np.uint8), se) > 0) & (refined < alpha)
+    if kept.any():
+        refined = np.where(kept, alpha, refined)
+        fg = np.where(kept[..., None], bgr, fg)  # the matte says solid there: the picture's own colour
+    return refined, fg
