@@ -394,3 +394,21 @@ def test_the_prompt_refinement_keeps_a_limb_in_motion_the_matte_holds():
     assert (alpha[core > 0] >= matte[core > 0]).all()
     # The body above, where the matte is sure, is the solve's as before.
     assert mask_iou(alpha[:hips] > 127, t[:hips]) > 0.97
+
+
+def test_a_part_of_the_person_that_sam_left_out_is_added_only_where_it_sticks_out():
+    """When SAM's subject holds the clicked person (a rider and their scooter) but leaves out a part
+    the portrait matte has (a white helmet against a white wall), the part is added; the ground
+    between two legs, which a portrait matte fills in and SAM rightly leaves out, is not."""
+    from vcam.subject.select import _outward
+
+    subject = np.zeros((200, 300), bool)
+    subject[60:160, 60:240] = True  # the scooter and the rider's body
+    subject[160:200, 80:110] = subject[160:200, 190:220] = True  # two legs down to the picture's edge
+    helmet = np.zeros_like(subject)
+    helmet[30:60, 120:160] = True  # on top of the body: three sides free
+    between = np.zeros_like(subject)
+    between[160:200, 110:190] = True  # between the legs, above the edge: enclosed
+    kept = _outward(helmet | between, subject)
+    assert kept[helmet].all() and not kept[between].any()
+    assert not _outward(np.zeros_like(subject), subject).any()

@@ -18,6 +18,8 @@ its masks by predicted IoU, and its masks are hard-edged at 256×256. We:
    because it trusted the matte;
 5. otherwise (or when a negative point falls inside that region) SAM's mask stands, and its
    edge becomes a trimap band for closed-form matting (pymatting), which gives soft hair and fur;
+   when SAM's subject holds the person the matte sees (a rider on a scooter), the parts of the
+   person that stick out of SAM's mask (a white helmet against a white wall) join it;
 6. either way, foreground colours are estimated so the old background does not fringe.
 """
 from __future__ import annotations
@@ -105,12 +107,32 @@ def _with_detached_parts(matte_fg: np.ndarray, person: np.ndarray, candidates: n
     return person | extra[labels]
 
 
+def _outward(pieces: np.ndarray, subject: np.ndarray, enclosed: float = 0.35) -> np.ndarray:
+    """The pieces (``[H, W]`` bool) that stick out of ``subject``: at most ``enclosed`` of a piece's
+    outline runs along the subject or the picture's edge. A helmet on a rider sticks out; the ground
+    between a lion's legs, which a portrait matte fills in, is enclosed by the legs and the edge."""
+    n, labels = cv2.connectedComponents(pieces.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return pieces
+    around = np.pad(subject, 1, constant_values=True)
+    keep = np.zeros(n, bool)
+    se = np.ones((3, 3), np.uint8)
+    for i in range(1, n):
+        piece = np.pad(labels == i, 1)
+        ring = cv2.dilate(piece.astype(np.uint8), se) > 0
+        ring &= ~piece
+        keep[i] = (ring & around).sum() <= enclosed * max(1, ring.sum())
+    return keep[labels] & pieces
+
+
 def choose_mask(masks: Masks, prompt: Prompt) -> int:
     """SAM's best-rated candidate; with several clicks, only the multi-mask tokens are asked."""
     return int(np.argmax(masks.iou))
 
 
 WHOLE_SLACK = 0.15  # a candidate this close to SAM's best rating counts as a reading of the click
+RIM = 0.01  # of the diagonal: thinner pieces of the matte's person outside SAM's subject are its border
+HELD = 0.75  # the share of the matte's person inside SAM's subject at which SAM's subject holds that person
 AGREE = 0.85  # IoU at which the matte's region and SAM's whole are the same subject
 
 
@@ -205,6 +227,18 @@ def select(bgr: np.ndarray, prompt: Prompt, sam: MobileSam, *, matte: np.ndarray
             if refine:
                 alpha, fg = _refine_soft(bgr, alpha, diag)
             return Selection(alpha, fg, "matting", sam_iou, alpha > 127, why)
+        if person.any() and sam_mask.any() and (person & sam_mask).sum() >= HELD * person.sum():
+            # SAM's subject holds the person the matte sees (a rider and their scooter): the parts of
+            # the person that SAM left out (a white helmet against a white wall, hair) are the subject's too.
+            # Only pieces thicker than a rim: the matte's border reaches past SAM's edge all around
+            # (and past an animal's fur, where the portrait matte is loose), a left-out part is a chunk.
+            r = max(2, int(round(RIM * diag)))
+            added = cv2.morphologyEx((person & ~sam_mask).astype(np.uint8), cv2.MORPH_OPEN,
+                                     cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
+            added = _outward(added, sam_mask)
+            if added.any():
+                sam_mask = sam_mask | added
+                why += f"; with the person's parts SAM left out ({added.mean() * 100:.1f} % of the picture)"
     if not sam_mask.any():
         return Selection(np.zeros((h, w), np.uint8), bgr, "sam", sam_iou, sam_mask, "SAM found nothing there")
     if not refine:
