@@ -11,7 +11,6 @@ from __future__ import annotations
 import abc
 
 import cv2
-
 import numpy as np
 
 from ...core.registry import Registry
