@@ -241,7 +241,7 @@ def test_lite_calibrated_and_mirrored_mattes_fit_the_true_silhouette_better():
     its matte of the mirrored frame (matting.flip 'auto'): on generated full-body pictures with true
     masks both move the 0.5 contour onto the person, and the alpha stays 0 and 1 away from edges."""
     pytest.importorskip("ai_edge_litert")
-    from vcam.engine.units import flips, mirrored
+    from vcam.engine.units import flips
     from vcam.imaging.alpha import mask_iou
     from vcam.models.matting import lite
 
@@ -253,7 +253,7 @@ def test_lite_calibrated_and_mirrored_mattes_fit_the_true_silhouette_better():
         small = cv2.resize(gt, (lite.W, lite.H), interpolation=cv2.INTER_AREA) > 127
         cal = matter.infer(img)
         raw = np.where(cal < 0.5, cal * (lite.EDGE / 0.5), lite.EDGE + (cal - 0.5) * ((1 - lite.EDGE) / 0.5))
-        both = mirrored(matter, img)
+        both = matter.infer_mirrored(img)
         assert both.shape == cal.shape and both.dtype == np.float32
         # lite shrinks the frame once and mirrors the small picture: the same as two runs on full frames
         np.testing.assert_allclose(both, Matter.infer_mirrored(matter, img), atol=1e-4)

@@ -262,9 +262,9 @@ class MattingUnit:
 
     @staticmethod
     def _model(matter, image: np.ndarray) -> np.ndarray:
-        """The model's matte of ``image``; with ``matting.flip`` (see :func:`mirrored`) averaged with its matte
-        of the mirror image."""
-        return mirrored(matter, image) if flips(matter) else matter.infer(image)
+        """The model's matte of ``image``; with ``matting.flip`` averaged with its matte of the mirror image
+        (:meth:`Matter.infer_mirrored`)."""
+        return matter.infer_mirrored(image) if flips(matter) else matter.infer(image)
 
     def move_to(self, model: str, input_size: int):
         """The CPU budget's ladder moved: the same model at another input size (no reload), or
@@ -328,12 +328,6 @@ def flips(matter) -> bool:
     that a second run costs little). A recurrent model never (the mirror image would enter its state)."""
     setting = getattr(matter.cfg, "flip", "off")
     return matter.stateless and (setting == "on" or (setting == "auto" and matter.flip_auto))
-
-
-def mirrored(matter, image: np.ndarray) -> np.ndarray:
-    """Test-time flip: the mean of the model's matte of ``image`` and, mirrored back, of its mirror image
-    (:meth:`Matter.infer_mirrored`)."""
-    return matter.infer_mirrored(image)
 
 
 def still_matte(matter, refiner: Refiner, frame: Frame) -> Matte:
