@@ -3,6 +3,7 @@ from the input), or a cutout with alpha: ``.webm`` (VP9, yuva420p), ``.mov`` (Pr
 or a folder of RGBA PNGs."""
 from __future__ import annotations
 
+import errno
 import logging
 from fractions import Fraction
 from pathlib import Path
@@ -49,7 +50,14 @@ class AvWriter(Sink):
         except (OSError, av.error.FFmpegError) as e:
             raise self._error(e) from None
         self.stream = self.container.add_stream(codec, rate=_rate(fps))
-        self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, pix
+        # 4:2:0 video holds only even sizes (x264 refuses odd ones): pad an odd frame by one
+        # repeated row or column rather than drop the picture's last one.
+        self.pad = (height % 2, width % 2) if pix.endswith("420p") else (0, 0)
+        if any(self.pad):
+            log.info("%s: the frames are %dx%d; the video is %dx%d (4:2:0 video needs even sizes, the last "
+                     "row/column is repeated)", self.label, width, height, width + self.pad[1], height + self.pad[0])
+        self.stream.width, self.stream.height = width + self.pad[1], height + self.pad[0]
+        self.stream.pix_fmt = pix
         if codec == "libx264":
             self.stream.options = {"crf": "18", "preset": "veryfast"}
         elif codec == "prores_ks":
@@ -77,12 +85,17 @@ class AvWriter(Sink):
 
     def _error(self, e: Exception) -> OutputError:
         why = getattr(e, "strerror", None) or " ".join(str(e).split())[:120]
-        return OutputError(f"cannot write {self.label}: {why}; free some space, or choose another -o")
+        full = getattr(e, "errno", None) == errno.ENOSPC or "space" in why.lower()
+        return OutputError(f"cannot write {self.label}: {why}; "
+                           + ("free some space, or choose another -o" if full else
+                              "check that the folder is writable and has space, or choose another -o"))
 
     def send(self, image: np.ndarray) -> None:
         import av
 
         fmt = "bgra" if image.ndim == 3 and image.shape[2] == 4 else "bgr24"
+        if any(self.pad):
+            image = cv2.copyMakeBorder(image, 0, self.pad[0], 0, self.pad[1], cv2.BORDER_REPLICATE)
         frame = av.VideoFrame.from_ndarray(image, format=fmt)
         try:
             for packet in self.stream.encode(frame):
