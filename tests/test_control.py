@@ -166,6 +166,7 @@ def test_status_and_ctl_cli(running, capsys):
     (["bg", "/nope/x.jpg"], "not found"),
     (["mirror", "sideways"], "expected on, off or toggle"),
     (["model", "nope"], "unknown model 'nope'"),
+    (["model", "isnet"], "isnet is a stills model"),  # seconds a matte on a CPU: the call would see only blur
     (["bg", "next"], "only one background"),
 ])
 def test_invalid_commands_are_refused_and_change_nothing(running, words, needle):

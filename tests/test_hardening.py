@@ -523,6 +523,20 @@ def test_models_list_shows_a_corrupt_cache_as_corrupt(tmp_path, modnet_path):
     assert "corrupt" in row
 
 
+def test_a_stills_model_is_refused_for_the_live_camera_before_it_opens(tmp_path):
+    """IS-Net takes seconds a matte on a CPU, so its matte would always be older than the compositor
+    accepts and the call would see only blur, while the budget blamed capture and compositing. One line
+    that says where it belongs; nothing is loaded and the camera is not opened."""
+    if any(p in ("CUDAExecutionProvider", "TensorrtExecutionProvider") for p in __import__("onnxruntime").get_available_providers()):
+        pytest.skip("on a GPU IS-Net may run live")
+    r = run_vcam("run", "--no-virtualcam", "--source", "/dev/video9", "--model", "isnet", "--seconds", "3",
+                 env={**os.environ, "VCAM_CACHE_DIR": str(tmp_path)}, timeout=60)
+    assert r.returncode == 2
+    line = one_line(r)
+    assert "isnet is a stills model" in line and "vcam remove" in line and "/dev/video9" not in line
+    assert not any(tmp_path.iterdir())  # no model fetched or checked
+
+
 def test_a_frames_folder_with_a_bad_frame_and_mixed_sizes_keeps_the_camera_going(tmp_path, caplog, modnet_path):
     import logging
 

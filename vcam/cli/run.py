@@ -15,6 +15,7 @@ from ..live.hotkeys import GlobalHotkeys, TerminalKeys, key_command
 from ..live.pipeline import Pipeline
 from ..live.server import ControlServer
 from ..live.watchers import ConfigWatcher, OnDemand
+from ..models.matting import check_live
 from ..media.sinks import PreviewSink, VirtualCamSink
 from .app import flags_to_layer, write_json
 
@@ -28,6 +29,7 @@ def main(cfg: config_mod.Config, a) -> int:
 
 
 def run(cfg: config_mod.Config, reload=None, watch: list | None = None) -> int:
+    check_live(cfg.matting)  # before the camera opens
     parts = build_parts(cfg, cpu_budget=budget.resolve(cfg.run.cpu_budget))
     pipe = Pipeline(cfg, parts)
     _install_signal_handlers(pipe.request_stop)

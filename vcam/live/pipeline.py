@@ -29,7 +29,7 @@ from ..engine.units import CompositeUnit, MattingUnit
 from ..errors import ConfigError, VcamError
 from ..imaging import smoothing
 from ..imaging.compositor import Look
-from ..models.matting import create as create_matter
+from ..models.matting import check_live, create as create_matter
 from ..subject.keep import SubjectKeeper
 from .budget import BudgetKeeper
 from .capture import CaptureStage
@@ -113,6 +113,7 @@ class Pipeline:
     def switch_model(self, matting_cfg: MattingConfig) -> None:
         """Load another model (or the same with new settings) and swap it in; the old one keeps
         serving until the new one is ready, so the output never stalls."""
+        check_live(matting_cfg)
         new = self.matting.unit.prepare(create_matter(matting_cfg))
         if not new.stateless and self.matting.threads > 1:
             log.info("%s is recurrent: its inferences run one at a time", matting_cfg.model)

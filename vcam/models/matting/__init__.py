@@ -7,7 +7,25 @@ from ...errors import ModelError
 from . import isnet, lite, modnet, rvm, u2netp  # noqa: F401  (each registers itself)
 from .base import MATTERS, Matter, OnnxMatter, model_input_shape, register
 
-__all__ = ["MATTERS", "Matter", "OnnxMatter", "create", "model_input_shape", "register"]
+__all__ = ["MATTERS", "Matter", "OnnxMatter", "check_live", "create", "model_input_shape", "register"]
+
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+
+def check_live(cfg) -> None:
+    """Refuse, before anything opens, a stills model (IS-Net, seconds a matte) for the live camera
+    on a CPU: its matte would always be older than ``matting.max_age`` allows, so the call would see
+    only the fail-closed blur. On a GPU (onnxruntime's CUDA or TensorRT) it may run."""
+    cls = MATTERS.get(cfg.model)
+    if cls is None or not cls.stills_only:
+        return
+    if cfg.runtime != "openvino":
+        from ..runtime import pick_providers
+
+        if any((p[0] if isinstance(p, tuple) else p) in GPU_PROVIDERS for p in pick_providers(cfg.providers)):
+            return
+    raise ModelError(f"{cfg.model} is a stills model: on a CPU one matte takes seconds, so the live camera would "
+                     f"show only blur; use it with `vcam remove` or `vcam process`, and modnet, lite or rvm live")
 
 
 def create(cfg, *, int8: bool = True, streams: int = 1, check_size: int = 0) -> Matter:

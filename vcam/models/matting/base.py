@@ -26,6 +26,7 @@ class Matter(abc.ABC):
     stateless: bool = True  # infer() may run on several threads at once (False: recurrent)
     default_max_hz: float = 0.0  # the model's own rate cap where matting.max_hz is 0 (0: none)
     hard_edges: bool = False  # a segmentation model: stills refine its boundary band (imaging.alpha.refine_band)
+    stills_only: bool = False  # seconds a matte on a CPU: refused live there (check_live)
     flip_auto: bool = False  # matting.flip 'auto' mirrors live frames too (a cheap model: engine.units.MattingUnit)
     outputs: int = 0  # how many of the graph's outputs infer() reads, first ones first (0: all)
 

@@ -20,7 +20,8 @@ class IsnetMatter(OnnxMatter):
     size = 1024  # fixed by the graph
     hard_edges = True
     outputs = 1  # the final mask; the five side outputs and six feature maps are training aids
-    default_max_hz = 1.0  # live use is possible but slow: one matte a second at most
+    stills_only = True  # about 2 s a matte on 2 cores: live only on a GPU (check_live)
+    default_max_hz = 1.0  # live on a GPU: one matte a second at most
 
     def infer(self, bgr: np.ndarray) -> np.ndarray:
         interp = cv2.INTER_AREA if min(bgr.shape[:2]) > self.size else cv2.INTER_LINEAR
