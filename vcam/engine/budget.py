@@ -73,7 +73,7 @@ class Level:
 
     @property
     def label(self) -> str:
-        return f"{self.model}@{self.input_size}" if self.model != "lite" else "lite"
+        return f"{self.model}@{self.input_size}" if self.model in ("modnet", "rvm") else self.model  # (fixed inputs)
 
 
 def lite_runtime() -> bool:
@@ -216,6 +216,7 @@ class Governor:
         self.changes = 0
         self.reason = "starting at the configured model"
         self.over_floor = False  # everything but inference alone takes more than the budget (said once)
+        self.over_model = False  # the cheapest rung's model, kept fresh, takes more than the budget (said once)
         self.lock = threading.RLock()  # the matting workers and the ticker call in from their threads
 
     def open_at(self, op: Opening, configured: int) -> None:
@@ -330,6 +331,11 @@ class Governor:
         down when this forced rate is beyond the budget."""
         return max(0.1, min(self.max_gap_cap, 0.8 * self.max_age - self._wall))
 
+    def fresh_cores(self) -> float:
+        """The least this rung can use: everything else plus its mattes at the rate :attr:`max_gap` forces
+        (one at least every ``max(max_gap, latency)`` s) so the matte in use never fails closed."""
+        return self.other + self.cost() / max(self.max_gap, self._wall, 1e-3)
+
     def restart(self) -> None:
         """A new model was swapped in: the old one's result in flight is dropped, so the new one
         may start at once instead of waiting out the old one's gap."""
@@ -384,6 +390,9 @@ class Governor:
             return None
         if self.other >= self.headroom * self.budget and now - self._t_first > 2 * self.settle:
             self.over_floor = True
+        elif (self.index == len(self.levels) - 1 and now - self._t_first > 2 * self.settle
+              and self.fresh_cores() > self.budget):
+            self.over_model = True  # a slow model with no rung below (u2netp on a slow CPU): max_gap's rate
         hz, floor = self.sustained_hz(), self.floor
         starved = now - self._t_denied < 1.0
         if self._t_moved is not None and now - self._t_moved > self.stable:
@@ -459,4 +468,5 @@ class Governor:
                 "ms_per_matte": round(self.cost() * 1e3, 1), "changes": self.changes, "why": self.reason,
                 "still_upgrade": self.upgrade_level.label if self.upgrade_level is not None else None,
                 "upgrades": self.upgrades,
-                "other_cores": round(self.other, 2), "below_floor": self.over_floor}
+                "other_cores": round(self.other, 2), "below_floor": self.over_floor,
+                "model_over_budget": self.over_model}

@@ -15,25 +15,35 @@ class BudgetKeeper(Worker):
     thread_name = "vcam-budget"
     period = 0.25  # s between measurements
 
-    def __init__(self, governor, apply, *, on_error=None):
+    def __init__(self, governor, apply, *, on_error=None, inflight=lambda: 0.0):
         super().__init__(on_error=on_error)
         self.governor, self.apply = governor, apply  # apply(Level): the pipeline switches to it
+        self.inflight = inflight  # CPU s of the inferences still running (MattingStage.inflight_cpu)
         self._said = False  # the budget-below-the-floor warning, once
+        self._said_model = False  # the model-too-slow-for-the-budget warning, once
 
     def step(self) -> bool:
         if self.wait(self.period):
             return False
         gov = self.governor
         with gov.lock:
-            gov.observe(time.monotonic(), time.process_time())
+            # The running inferences' CPU so far is left out until they end (then spent() counts it all).
+            gov.observe(time.monotonic(), time.process_time() - self.inflight())
             level = gov.decide(time.monotonic())
             why = gov.reason
             floor = gov.other if gov.over_floor and not self._said else None
+            slow = (gov.level.label, gov.cost() * 1e3, gov.fresh_cores()) if gov.over_model and not self._said_model else None
         if floor is not None:
             self._said = True
             log.warning("CPU budget %.2g cores: capture, compositing and output alone take %.2f cores here, so "
                         "the mean stays above the budget (the output rate is never cut); raise --cpu-budget "
                         "or lower --size", gov.budget, floor)
+        if slow is not None:
+            self._said_model = True
+            log.warning("CPU budget %.2g cores: %s takes %.0f ms of CPU a matte here, and keeping its matte fresh "
+                        "(never older than matting.max_age) needs at least %.2f cores with the rest, so the mean "
+                        "stays above the budget; raise --cpu-budget, or choose a lighter model (modnet or lite)",
+                        gov.budget, *slow)
         if level is not None:
             log.info("CPU budget %.2g cores: matting now %s (%s)", gov.budget, level.label, why)
             self.apply(level)

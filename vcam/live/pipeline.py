@@ -77,7 +77,8 @@ class Pipeline:
             unit = self.matting.unit
             unit.set_home(self._ladder_cfg.model, self._ladder_cfg.input_size, parts.upgrade)
             unit.upgrade_gate = self._may_upgrade
-        self.budget = BudgetKeeper(self.governor, self.apply_level, on_error=self._fail) if self.governor else None
+        self.budget = (BudgetKeeper(self.governor, self.apply_level, on_error=self._fail,
+                                    inflight=self.matting.inflight_cpu) if self.governor else None)
         self.compositing = CompositeStage(CompositeUnit(parts.compositor, keep_alpha=keep_alpha), self.c_frames,
                                           self.mattes, self.comps, max_matte_age=cfg.matting.max_age,
                                           on_error=self._fail)

@@ -68,6 +68,22 @@ class MattingStage(_FrameStage):
         self._lock = threading.Lock()
         self._next_start = 0.0
         self.t_first: float | None = None
+        self._inflight: dict[int, float] = {}  # worker thread id -> its CPU clock when its inference began
+
+    def inflight_cpu(self) -> float:
+        """CPU s the inferences still running have taken so far (read from each worker's own CPU
+        clock, scaled as :meth:`handle` scales a finished one). The budget's controller leaves it
+        out of the window it is spent in, and counts the whole inference when it ends: a matte that
+        takes longer than the controller's period otherwise reads as CPU of everything else."""
+        with self._lock:
+            started = list(self._inflight.items())
+        total = 0.0
+        for ident, t0 in started:
+            try:
+                total += time.clock_gettime(time.pthread_getcpuclockid(ident)) - t0
+            except (OSError, OverflowError):  # the thread has just ended
+                pass
+        return total * max(1, self.unit.matter.cfg.threads or 2)
 
     @property
     def min_period(self) -> float:
@@ -109,6 +125,9 @@ class MattingStage(_FrameStage):
         gov = self.governor
         if gov is not None:
             t_cpu, t_wall = time.thread_time(), time.monotonic()
+            me = threading.get_ident()
+            with self._lock:
+                self._inflight[me] = t_cpu
         try:
             matte = self.unit.process(frame)
         except VcamError:
@@ -116,6 +135,10 @@ class MattingStage(_FrameStage):
         except Exception as e:
             self._failed(frame, e)
             return
+        finally:
+            if gov is not None:
+                with self._lock:
+                    self._inflight.pop(me, None)
         if gov is not None:
             # With one onnxruntime/OpenVINO thread the inference runs in this thread, so its CPU
             # is this thread's; with more, the pool's share is estimated (the controller's
