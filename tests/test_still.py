@@ -72,10 +72,30 @@ def test_alpha_matting_and_post_process(portrait_rgb, session):
 
 
 def test_bad_api_input_types(session):
-    with pytest.raises(TypeError, match="expected uint8, got float32"):
+    with pytest.raises(TypeError, match=r"got float32: convert it with \(np.clip\(img, 0, 1\) \* 255\)"):
         vcam.remove(np.zeros((8, 8, 3), np.float32), session=session)
-    with pytest.raises(TypeError, match="PIL.Image, numpy.ndarray or bytes"):
+    with pytest.raises(TypeError, match="got bool: convert it with"):
+        vcam.remove(np.zeros((8, 8), bool), session=session)
+    with pytest.raises(TypeError, match="PIL.Image, numpy.ndarray or bytes, got str .a file name"):
         vcam.remove("a path", session=session)
+    with pytest.raises(ValueError, match="the picture is empty"):
+        vcam.remove(np.zeros((0, 0, 3), np.uint8), session=session)  # was OpenCV's own assertion text
+    with pytest.raises(ValueError, match=r"got \[3, 8, 8\]"):
+        vcam.remove(np.zeros((3, 8, 8), np.uint8), session=session)  # channels first
+
+
+def test_sixteen_bit_and_single_channel_pictures_are_read_as_their_eight_bit_selves(portrait_rgb, session):
+    """A 16-bit picture (numpy uint16, PIL's I;16 and I) is its 8-bit self scaled by 257. PIL's own
+    convert("RGB") clips I;16 at 255, which made the portrait a white sheet (mean alpha 2 of 255)."""
+    gray = cv2.cvtColor(portrait_rgb, cv2.COLOR_RGB2GRAY)
+    want = vcam.remove(gray, only_mask=True, session=session)
+    _check_alpha(want)
+    wide = gray.astype(np.uint16) * 257
+    for img in (Image.fromarray(wide), Image.fromarray(wide.astype(np.int32)), wide, gray[:, :, None]):
+        got = np.asarray(vcam.remove(img, only_mask=True, session=session))
+        assert np.abs(got.astype(int) - want).max() <= 2, type(img)
+    rgb16 = vcam.remove(portrait_rgb.astype(np.uint16) * 257, only_mask=True, session=session)
+    assert np.abs(rgb16.astype(int) - vcam.remove(portrait_rgb, only_mask=True, session=session)).max() <= 2
     with pytest.raises(vcam.VcamError, match="not an image"):
         vcam.remove(b"garbage", session=session)
 

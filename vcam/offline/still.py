@@ -18,6 +18,7 @@ Types (the API returns the kind it was given):
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import replace
 
@@ -326,21 +327,42 @@ def prompt_session(bgr: np.ndarray) -> PromptSession:
 
 
 def _to_bgr(image) -> tuple[np.ndarray, str]:
-    """Any accepted input → (BGR array, kind)."""
+    """Any accepted input → (BGR array, kind). 16-bit pictures (numpy ``uint16``, PIL ``I;16``/``I``)
+    are scaled to 8 bits; float and bool arrays are refused with the conversion to use (their range
+    is a guess: 0-1 or 0-255)."""
     if isinstance(image, (bytes, bytearray, memoryview)):
         return decode(bytes(image)), "bytes"
     if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8:
-            raise TypeError(f"image: expected uint8, got {image.dtype}")
-        if image.ndim == 2:
-            return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), "numpy"
-        if image.ndim == 3 and image.shape[2] in (3, 4):
-            return np.ascontiguousarray(image[:, :, 2::-1]), "numpy"  # RGB(A) → BGR
-        raise ValueError(f"image: expected shape [H, W], [H, W, 3] or [H, W, 4], got {list(image.shape)}")
+        return _array_to_bgr(image), "numpy"
     if isinstance(image, Image.Image):
+        if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+            a = np.asarray(image)
+            wide = image.mode != "I" or int(a.max(initial=0)) > 255  # PIL's "I" holds 8-bit pictures too
+            g = (np.clip(a, 0, 65535) // 257 if wide else np.clip(a, 0, 255)).astype(np.uint8)
+            return cv2.cvtColor(g, cv2.COLOR_GRAY2BGR), "pil"
         rgb = np.asarray(image.convert("RGB"))
         return np.ascontiguousarray(rgb[:, :, ::-1]), "pil"
-    raise TypeError(f"image: expected PIL.Image, numpy.ndarray or bytes, got {type(image).__name__}")
+    hint = " (a file name? pass open(path, 'rb').read() or PIL.Image.open(path))" if isinstance(image, (str, os.PathLike)) else ""
+    raise TypeError(f"image: expected PIL.Image, numpy.ndarray or bytes, got {type(image).__name__}{hint}")
+
+
+def _array_to_bgr(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        raise ValueError(f"image: expected shape [H, W], [H, W, 3] or [H, W, 4] (RGB), got {list(image.shape)}")
+    if image.size == 0:
+        raise ValueError(f"image: the picture is empty ({list(image.shape)})")
+    if image.dtype == np.uint16:
+        image = (image // 257).astype(np.uint8)  # 16-bit → 8-bit, 65535 → 255
+    elif image.dtype != np.uint8:
+        fix = ("(np.clip(img, 0, 1) * 255).astype(np.uint8) for 0-1 values, or np.clip(img, 0, 255).astype(np.uint8)"
+               if image.dtype.kind == "f" else "img.astype(np.uint8) * 255" if image.dtype == bool
+               else "np.clip(img, 0, 255).astype(np.uint8)")
+        raise TypeError(f"image: expected uint8 (or uint16), got {image.dtype}: convert it with {fix}")
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    return np.ascontiguousarray(image[:, :, 2::-1])  # RGB(A) → BGR
 
 
 def cutout(bgr: np.ndarray, *, session: Session, only_mask: bool = False, alpha_matting: AlphaMatting | None = None,
