@@ -2,6 +2,7 @@
 import concurrent.futures
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import cv2
@@ -286,6 +287,23 @@ def test_lite_sends_upright_frames_to_its_square_model_and_wide_ones_to_the_land
         assert mask_iou(a >= 0.5, small) > 0.85, (h, w, mask_iou(a >= 0.5, small))
     own = create(MattingConfig(model="lite", model_path=str(store.cached_path("lite"))))
     assert own.square_path is None and own.infer(sample.full_body(800, 600, seed=3)[0]).shape == (lite.H, lite.W)
+
+
+def test_the_lite_runtime_prints_nothing_of_its_own(tmp_path):
+    """LiteRT's C++ wrote "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to stderr on every command
+    that used the lite model; that first allocation is made with stderr captured and anything else passed on."""
+    pytest.importorskip("ai_edge_litert")
+    import subprocess
+
+    store.pull("lite")
+    img = tmp_path / "p.png"
+    cv2.imwrite(str(img), sample.full_body(480, 640, seed=1)[0])
+    r = subprocess.run([sys.executable, "-m", "vcam", "remove", str(img), "--model", "lite", "-o", str(tmp_path / "o.png")],
+                       capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert "XNNPACK" not in r.stderr and "INFO:" not in r.stderr, r.stderr
+    a = cv2.imread(str(tmp_path / "o.png"), cv2.IMREAD_UNCHANGED)
+    assert a.shape == (480, 640, 4) and 0.05 < (a[:, :, 3] > 127).mean() < 0.6  # a person was cut out
 
 
 def test_a_cache_without_the_square_companion_keeps_lite_on_its_landscape_model(tmp_path, monkeypatch, caplog):

@@ -22,6 +22,9 @@ guided refinement as every other model (not LFBW's threshold-and-dilate).
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import tempfile
 import threading
 from types import SimpleNamespace
 
@@ -62,6 +65,40 @@ def _interpreter_class():
     return Interpreter
 
 
+_FIRST = threading.Lock()
+_first_done = False
+
+
+def _quiet_first(make):
+    """``make()``, for the process's first LiteRT interpreter with file descriptor 2 captured: LiteRT's C++
+    prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." there, once a process, on every
+    command that uses the lite model. Anything else written meanwhile (another thread's log) is passed
+    on afterwards."""
+    global _first_done
+    with _FIRST:
+        if _first_done:
+            return make()
+        _first_done = True
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no usable stderr: nothing to keep clean
+            return make()
+        with tempfile.TemporaryFile() as tmp:
+            os.dup2(tmp.fileno(), 2)
+            try:
+                return make()
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                tmp.seek(0)
+                rest = [ln for ln in tmp.read().decode(errors="replace").splitlines(True)
+                        if "XNNPACK delegate" not in ln]
+                if rest:
+                    sys.stderr.write("".join(rest))
+                    sys.stderr.flush()
+
+
 @register("lite")
 class LiteMatter(Matter):
     # It could run at the frame rate, but the guided refinement carries a 15 Hz matte across
@@ -96,8 +133,7 @@ class LiteMatter(Matter):
         if loc is None:
             path, shape = (self.square_path, (SQUARE, SQUARE)) if square else (self.path, (H, W))
             try:
-                it = self._Interpreter(model_path=path, num_threads=max(1, int(self.cfg.threads)))
-                it.allocate_tensors()
+                it = _quiet_first(lambda: self._allocated(path))
             except (ValueError, RuntimeError) as e:
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
                 raise ModelError(f"cannot load the lite model {path} ({first}): it is corrupt; "
@@ -110,6 +146,11 @@ class LiteMatter(Matter):
                                   blob=np.empty((1, *shape, 3), np.float32), edge=SQUARE_EDGE if square else EDGE)
             setattr(self._local, key, loc)
         return loc
+
+    def _allocated(self, path: str):
+        it = self._Interpreter(model_path=path, num_threads=max(1, int(self.cfg.threads)))
+        it.allocate_tensors()  # (LiteRT applies its XNNPACK delegate here)
+        return it
 
     def square_for(self, width: int, height: int) -> bool:
         """Does a frame of this size go to the square model?"""
