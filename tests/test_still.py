@@ -129,6 +129,32 @@ def test_remove_folder_goes_on_past_bad_files(tmp_path, portrait_rgb, capsys, mo
     assert rc == 0 and "0 written, 2 skipped" in capsys.readouterr().err
 
 
+def test_running_remove_again_over_a_folder_leaves_its_earlier_results_alone(tmp_path, portrait_rgb, capsys,
+                                                                              modnet_path):
+    """The second `vcam remove photos/` used to stop at once ("its result photos/a-nobg.png is an input"), and
+    with -o it cut out the cutouts. Earlier results beside their inputs are now left out, said once; a
+    file named on its own is still taken."""
+    src = tmp_path / "photos"
+    src.mkdir()
+    cv2.imwrite(str(src / "a.jpg"), portrait_rgb[:, :, ::-1])
+    cv2.imwrite(str(src / "b.png"), portrait_rgb[::2, ::2, ::-1])
+    cv2.imwrite(str(src / "c-mask.png"), portrait_rgb[:, :, ::-1])  # a photo named so, with no c.* beside it
+    assert main(["remove", str(src)]) == 0
+    assert main(["remove", str(src), "--only-mask"]) == 0
+    first = (src / "a-nobg.png").read_bytes()
+    capsys.readouterr()
+    assert main(["remove", str(src)]) == 0  # again: no refusal
+    err = capsys.readouterr().err
+    assert "3 written" in err and "left out 6 earlier results" in err and err.count("left out") == 1, err
+    assert (src / "a-nobg.png").read_bytes() == first
+    assert sorted(p.name for p in src.iterdir()) == ["a-mask.png", "a-nobg.png", "a.jpg", "b-mask.png", "b-nobg.png",
+                                                     "b.png", "c-mask-mask.png", "c-mask-nobg.png", "c-mask.png"]
+    assert main(["remove", str(src), "-o", str(tmp_path / "out")]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c-mask.png"]
+    assert main(["remove", str(src / "a-nobg.png"), "-o", str(tmp_path / "again.png")]) == 0  # named: taken
+    _check_alpha(cv2.imread(str(tmp_path / "again.png"), cv2.IMREAD_UNCHANGED)[:, :, 3])
+
+
 def test_remove_only_mask_glob_formats(tmp_path, portrait_rgb, capsys, modnet_path):
     src = tmp_path / "in"
     src.mkdir()

@@ -25,9 +25,15 @@ from .still import cutout, make_session, prompt_session
 log = logging.getLogger(__name__)
 
 
+RESULT_SUFFIXES = ("-nobg", "-mask")  # what plan_outputs names a result beside its input
+
+
 def expand_inputs(inputs: list[str]) -> list:
-    """Files, folders (their images, sorted) and globs → paths; ``-`` stays ``-``."""
-    out = []
+    """Files, folders (their images, sorted) and globs → paths; ``-`` stays ``-``. A folder's or a
+    glob's earlier results of vcam (``NAME-nobg.png``, ``NAME-mask.png``, ``NAME.jpg-nobg.png`` beside
+    ``NAME.jpg``) are left out, said once: running the same command again would otherwise cut out the
+    cutouts, or stop at the first result that is also an input. A file named on its own is always taken."""
+    out, left = [], 0
     for item in inputs:
         if item == "-":
             out.append("-")
@@ -35,15 +41,33 @@ def expand_inputs(inputs: list[str]) -> list:
         p = Path(item).expanduser()
         if p.is_dir():
             # Not only regular files: a broken link or a link loop is reported for itself, not passed over.
-            out.extend(sorted(f for f in p.iterdir() if not f.is_dir() and f.suffix.lower() in IMAGE_EXTS))
+            found = sorted(f for f in p.iterdir() if not f.is_dir() and f.suffix.lower() in IMAGE_EXTS)
         elif any(c in item for c in "*?["):
-            matches = sorted(Path(m) for m in glob.glob(str(p), recursive=True))
-            if not matches:
+            found = sorted(Path(m) for m in glob.glob(str(p), recursive=True))
+            if not found:
                 raise SourceError(f"no files match {item}")
-            out.extend(m for m in matches if not m.is_dir())
+            found = [m for m in found if not m.is_dir()]
         else:
             out.append(p)  # a missing file is reported per file, the batch goes on
+            continue
+        kept = _without_results(found)
+        left += len(found) - len(kept)
+        out.extend(kept)
+    if left:
+        log.info("left out %d earlier result%s of vcam (NAME-nobg/-mask beside NAME; name such a file on its own "
+                 "to process it)", left, "s" if left > 1 else "")
     return out
+
+
+def _without_results(files: list) -> list:
+    """``files`` less those that are vcam's results of another of them (see :func:`expand_inputs`)."""
+    sources = {(f.parent, key) for f in files for key in (f.stem, f.name)}
+
+    def result(f) -> bool:
+        suffix = next((x for x in RESULT_SUFFIXES if f.stem.endswith(x)), None)
+        return suffix is not None and (f.parent, f.stem[: -len(suffix)]) in sources
+
+    return [f for f in files if not result(f)]
 
 
 def _identity(p) -> tuple[int, int] | None:
