@@ -140,6 +140,22 @@ def test_process_refuses_to_overwrite_input(capsys, tmp_path):
     assert rc == 2 and "refusing" in _one_line_error(err)
 
 
+def test_process_refuses_a_still_input_and_an_output_it_cannot_write_before_any_work(capsys, tmp_path):
+    """-o out.gif / out.txt were internal errors from PyAV after the model had loaded; a still picture as
+    the input read as "no frames could be decoded". Each is now one line that names the fix, and nothing
+    is written."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "a.png"), sample.render(0, 64, 64))
+    for out, extra, needle in (("o.gif", [], "writes .mp4, .mkv"), ("o.txt", [], "writes .mp4, .mkv"),
+                               ("o.mp4", ["--transparent"], "writes .webm, .mov or a folder")):
+        rc, _, err = _run(capsys, "process", str(frames), "-o", str(tmp_path / out), *extra)
+        assert rc == 2 and needle in _one_line_error(err), err
+    rc, _, err = _run(capsys, "process", str(frames / "a.png"), "-o", str(tmp_path / "o.mp4"))
+    assert rc == 2 and "is a still picture: use `vcam remove" in _one_line_error(err), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]
+
+
 def test_process_truncated_video_is_a_clear_error(capsys, tmp_path):
     bad = tmp_path / "clip.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 100)

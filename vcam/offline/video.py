@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Config
+from ..core.frames import IMAGE_EXTS
 from ..core.progress import Progress
 from ..engine.budget import lite_available
 from ..engine.lockstep import run_lockstep
@@ -27,9 +28,12 @@ from ..errors import ConfigError, OutputError, SourceError
 from ..media.sinks import Sink
 from ..media.sources import open_source
 from ..media.staged import Staged
+from ..imaging.background import VIDEO_EXTS
 from ..media.video import AvWriter, PngSequence
 
 log = logging.getLogger(__name__)
+
+WRITABLE = (".mp4", ".mkv", ".mov", ".m4v", ".avi", ".webm")  # composites (H.264, or VP9 in .webm)
 
 
 class _Cutouts(Sink):
@@ -66,8 +70,17 @@ def _check_outputs(src: Path, out_path: Path | None, alpha_dir: Path | None, tra
                               f"{'folder' if src.is_dir() else 'file'}; choose another {flag}")
     if alpha_dir is not None and alpha_dir.exists() and not alpha_dir.is_dir():
         raise ConfigError(f"--alpha-out {alpha_dir} is a file: give a folder for the alpha PNGs")
+    if src.is_file() and src.suffix.lower() in IMAGE_EXTS and src.suffix.lower() not in VIDEO_EXTS:
+        raise ConfigError(f"{src} is a still picture: use `vcam remove {src}` (vcam process takes a video file "
+                          f"or a folder of frames)")
     if out_path is None:
         return False
+    ext = out_path.suffix.lower()
+    video_exts = (".webm", ".mov") if transparent else WRITABLE
+    if ext and ext not in video_exts and not out_path.is_dir():
+        raise ConfigError(f"-o {out_path}: vcam process writes {', '.join(video_exts)}"
+                          + (" or a folder of RGBA PNGs" if transparent else
+                             " (a cutout with alpha: --transparent with .webm, .mov or a folder)"))
     if out_path.exists() and not (out_path.is_file() or out_path.is_dir()):
         raise OutputError(f"-o {out_path} is not a regular file or folder ({os.path.realpath(out_path)}): give a "
                           f"video file name")
