@@ -157,3 +157,44 @@ def test_sigterm_stops_within_two_seconds(tmp_path):
         assert (tmp_path / "s.json").exists()
     finally:
         p.kill()
+
+
+def test_a_matte_older_than_max_age_fails_closed_and_a_model_that_keeps_falling_behind_is_said_once(caplog):
+    """The compositor never uses a matte older than matting.max_age (the room the person moved away from would
+    show): the frame is fully blurred instead. A model that keeps falling behind (u2netp live on a slow CPU) made
+    two log lines a second; after three episodes one line says so, and the stats count them."""
+    import logging
+
+    from vcam.core.frames import Frame, Matte
+    from vcam.core.mailbox import Mailbox
+    from vcam.engine.units import CompositeUnit
+    from vcam.imaging.compositor import Compositor
+    from vcam.live.stages import CompositeStage
+
+    cfg = Config()
+    W, H = 320, 180
+    stage = CompositeStage(CompositeUnit(Compositor(cfg.compositor, cfg.refine)), Mailbox("f"), Mailbox("m"),
+                           Mailbox("o"), max_matte_age=1.0)
+    person = np.ones((36, 64), np.float32)  # "all person": a matte in use shows the frame itself
+
+    def sharpness(img):
+        g = img[..., 1].astype(np.float32)
+        return float(np.abs(np.diff(g, axis=1)).mean())
+
+    seq = 0
+    with caplog.at_level(logging.INFO, logger="vcam.live.stages"):
+        for episode in range(6):
+            for age in (0.2, 1.5):  # a fresh matte, then one too old
+                img = sample.render(seq / 30, W, H, rng=np.random.default_rng(seq))
+                stage.mattes.put(Matte(alpha=person, seq=seq, t_capture=seq / 30 - age))
+                stage.handle(Frame(img, seq, seq / 30))
+                out = stage.outbox.take(timeout=1).image
+                if age < 1.0:
+                    assert np.array_equal(out, img)  # the matte says person everywhere: the frame as it is
+                else:
+                    assert sharpness(out) < 0.5 * sharpness(img)  # fully blurred, never the sharp room
+                seq += 1
+    assert stage.stale_episodes == 6 and stage.stale_frames == 6
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("output is fully blurred" in m for m in lines) == 3
+    assert sum("keeps falling behind" in m for m in lines) == 1

@@ -275,7 +275,9 @@ class Pipeline:
                        "mattes_withheld": m.withheld, "mattes_reused": m.unit.reused, "mattes_upgraded": m.unit.upgraded,
                        "mattes_cropped": m.unit.crop.crops if m.unit.crop is not None else 0,
                        # composites whose held matte was moved with the person (vcam.imaging.follow)
-                       "composites_followed": f.moved if (f := comp.unit.compositor.follower) is not None else 0},
+                       "composites_followed": f.moved if (f := comp.unit.compositor.follower) is not None else 0,
+                       # fully blurred because the matte in use was older than matting.max_age (and how often)
+                       "composites_stale": comp.stale_frames, "stale_episodes": comp.stale_episodes},
             "dropped": {"matting stale": m.unit.stale, "capture→matting": self.m_frames.drops,
                         "capture→compositor": self.c_frames.drops, "compositor→output": self.comps.drops},
             "stage_ms": {"capture": cap.timings.summary(), "matting": m.unit.timings.summary(),

@@ -207,6 +207,9 @@ class CompositeStage(_FrameStage):
         self.inbox, self.mattes, self.outbox = inbox, mattes, outbox
         self.max_matte_age = max_matte_age  # s between the matte's frame and the current one before failing closed
         self._stale = StateLog(log, False)
+        self.stale_episodes = 0  # times the matte in use grew too old and the output failed closed
+        self.stale_frames = 0  # frames output fully blurred for that
+        self._said_behind = False
         self._first_matte = StateLog(log, False)
         self.t_first_frame: float | None = None
 
@@ -219,11 +222,25 @@ class CompositeStage(_FrameStage):
             if age > self.max_matte_age:
                 # Matting has stalled (a slow or stuck model): an old matte no longer fits the
                 # person, and would uncover the room they moved away from. Fail closed.
-                self._stale(True, logging.WARNING, "matte is %.1f s old: output is fully blurred until matting "
-                            "catches up", age)
+                self.stale_frames += 1
+                if self._stale.state is not True:
+                    self.stale_episodes += 1
+                if self.stale_episodes <= 3:
+                    self._stale(True, logging.WARNING, "matte is %.1f s old: output is fully blurred until matting "
+                                "catches up", age)
+                else:  # a model that keeps falling behind: one line for it, not two a second
+                    self._stale.state = True
+                    if not self._said_behind:
+                        self._said_behind = True
+                        log.warning("matting keeps falling behind (%d times its matte grew older than "
+                                    "matting.max_age, %.1f s): the output blurs each time, now without a line each; "
+                                    "choose a faster model (lite, modnet) or raise matting.max_age",
+                                    self.stale_episodes, self.max_matte_age)
                 matte = None
-            else:
+            elif self.stale_episodes <= 3:
                 self._stale(False, logging.INFO, "matting caught up")
+            else:
+                self._stale.state = False
                 self._first_matte(True, logging.INFO, "first matte in use, %.1f s after the first frame",
                                   frame.t_capture - self.t_first_frame)
         self.outbox.put(self.unit.process(frame, matte))
