@@ -153,6 +153,10 @@ def test_process_refuses_a_still_input_and_an_output_it_cannot_write_before_any_
         assert rc == 2 and needle in _one_line_error(err), err
     rc, _, err = _run(capsys, "process", str(frames / "a.png"), "-o", str(tmp_path / "o.mp4"))
     assert rc == 2 and "is a still picture: use `vcam remove" in _one_line_error(err), err
+    # a --stats-json that could not be written at the end is refused at the start, not after the work
+    for stats, needle in ((tmp_path / "no" / "s.json", "folder"), (tmp_path, "it is a folder")):
+        rc, _, err = _run(capsys, "process", str(frames), "-o", str(tmp_path / "o.mp4"), "--stats-json", str(stats))
+        assert rc == 2 and "cannot write stats" in _one_line_error(err) and needle in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]
 
 

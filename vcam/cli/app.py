@@ -289,6 +289,19 @@ def _setup_logging(level: str) -> None:
     root.propagate = False
 
 
+def check_json_target(path: str) -> None:
+    """Refuse, before any work, a --stats-json that could not be written at the end (a run of an hour
+    would otherwise end with "cannot write stats")."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise ConfigError(f"cannot write stats to {path}: it is a folder; give a file name, e.g. {p / 'stats.json'}")
+    folder = p.parent
+    if not folder.is_dir():
+        raise ConfigError(f"cannot write stats to {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise ConfigError(f"cannot write stats to {path}: permission denied; choose another --stats-json")
+
+
 def write_json(path: str, data: dict) -> None:
     try:
         Path(path).expanduser().write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
@@ -315,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_mod.load(a.config, layer)
         _setup_logging(cfg.run.log_level)
         imagefile.set_max_pixels(cfg.run.max_pixels)
+        if cfg.run.stats_json and not a.print_config:
+            check_json_target(cfg.run.stats_json)
         if a.print_config:
             print(config_mod.dump(cfg), end="")
             return 0
