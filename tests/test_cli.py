@@ -78,17 +78,23 @@ def test_models_list(capsys, modnet_path):
     assert "GPL-3.0" in next(l for l in out.splitlines() if l.startswith("rvm"))
 
 
-def test_process_frames_folder_writes_every_alpha(capsys, tmp_path):
+def _process_frames(capsys, tmp_path, n: int, W: int, H: int, seed: int):
+    """``vcam process`` over a folder of ``n`` generated frames onto blue, with alphas: the video's path."""
     frames = tmp_path / "frames"
     frames.mkdir()
-    n, W, H = 12, 480, 270
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     for i in range(n):
         cv2.imwrite(str(frames / f"f{i:03d}.png"), sample.render(i / 30, W, H, rng=rng))
     out = tmp_path / "out.mp4"
     rc, _, err = _run(capsys, "process", str(frames), "-o", str(out), "--alpha-out", str(tmp_path / "alpha"),
                       "--bg", "#0000ff")
     assert rc == 0, err
+    return out
+
+
+def test_process_frames_folder_writes_every_alpha(capsys, tmp_path):
+    n, W, H = 12, 480, 270
+    out = _process_frames(capsys, tmp_path, n, W, H, seed=3)
     pngs = sorted(glob.glob(str(tmp_path / "alpha" / "*.png")))
     assert [os.path.basename(p) for p in pngs] == [f"{i:05d}.png" for i in range(n)]
     for i in (0, n - 1):
@@ -110,16 +116,8 @@ def test_process_writes_a_video_of_odd_size(capsys, tmp_path):
     alphas keep the input's size."""
     import av
 
-    frames = tmp_path / "frames"
-    frames.mkdir()
     n, W, H = 6, 241, 135
-    rng = np.random.default_rng(5)
-    for i in range(n):
-        cv2.imwrite(str(frames / f"f{i:03d}.png"), sample.render(i / 30, W, H, rng=rng))
-    out = tmp_path / "out.mp4"
-    rc, _, err = _run(capsys, "process", str(frames), "-o", str(out), "--alpha-out", str(tmp_path / "alpha"),
-                      "--bg", "#0000ff")
-    assert rc == 0, err
+    out = _process_frames(capsys, tmp_path, n, W, H, seed=5)
     with av.open(str(out)) as c:
         got = [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
     assert len(got) == n and got[0].shape == (H + 1, W + 1, 3)
