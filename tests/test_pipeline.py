@@ -198,3 +198,4 @@ def test_a_matte_older_than_max_age_fails_closed_and_a_model_that_keeps_falling_
     lines = [r.getMessage() for r in caplog.records]
     assert sum("output is fully blurred" in m for m in lines) == 3
     assert sum("keeps falling behind" in m for m in lines) == 1
+    assert sum("first matte in use" in m for m in lines) == 1 and "first matte in use" in lines[0]

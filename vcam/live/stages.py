@@ -237,10 +237,11 @@ class CompositeStage(_FrameStage):
                                     "choose a faster model (lite, modnet) or raise matting.max_age",
                                     self.stale_episodes, self.max_matte_age)
                 matte = None
-            elif self.stale_episodes <= 3:
-                self._stale(False, logging.INFO, "matting caught up")
             else:
-                self._stale.state = False
+                if self.stale_episodes <= 3:
+                    self._stale(False, logging.INFO, "matting caught up")
+                else:
+                    self._stale.state = False
                 self._first_matte(True, logging.INFO, "first matte in use, %.1f s after the first frame",
                                   frame.t_capture - self.t_first_frame)
         self.outbox.put(self.unit.process(frame, matte))
