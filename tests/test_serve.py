@@ -132,12 +132,15 @@ def test_bad_inputs_get_one_line_json(server):
         (dict(files={"file": ("x.png", PORTRAIT)}, bg="/etc/passwd"), 400, "never opens a path"),
         (dict(files={"file": ("x.png", PORTRAIT)}, format="jpg"), 400, "JPEG has no transparency"),
         (dict(files={"file": ("x.png", PORTRAIT)}, point="9999,9999"), 400, ""),
+        (dict(files={"file": ("x.png", PORTRAIT)}, box="1,2"), 400, "malformed"),
     ]
     for kw, code, text in cases:
         r = post(**kw)
         assert r.status_code == code, (kw.get("data"), r.status_code, r.text)
         err = r.json()["error"]
         assert "\n" not in err and "Traceback" not in err and text in err, err
+    err = post(files={"file": ("x.png", PORTRAIT)}, box="1,2").json()["error"]
+    assert err.startswith("box '1,2' is malformed"), err  # the form's field, not the CLI's --box
     r = httpx.post(server.url + "/api/remove", content=b"garbage", headers={"content-type": "text/plain"})
     assert r.status_code == 400 and "error" in r.json()
     r = httpx.get(server.url + "/api/remove", params={"url": "http://example.com/a.png"})

@@ -147,7 +147,7 @@ def _prompt(form) -> Prompt | None:
         for v in form.getlist(key):
             dest.extend(parse_point(p, key) for p in str(v).replace(";", " ").split() if p)
     if form.get("box"):
-        box = parse_box(str(form.get("box")))
+        box = parse_box(str(form.get("box")), "box")
     extras = form.get("extras")
     if extras:  # rembg's SAM prompt: {"sam_prompt": [{"type": "point", "data": [x, y], "label": 1}, ...]}
         try:

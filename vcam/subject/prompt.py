@@ -25,14 +25,14 @@ def parse_point(text: str, what: str = "--point") -> tuple[float, float]:
     return _pair(text, what)
 
 
-def parse_box(text: str) -> tuple[float, float, float, float]:
+def parse_box(text: str, what: str = "--box") -> tuple[float, float, float, float]:
     parts = [p.strip() for p in str(text).split(",")]
     try:
         if len(parts) != 4:
             raise ValueError
         x1, y1, x2, y2 = (float(p) for p in parts)
     except ValueError:
-        raise PromptError(f"--box '{text}' is malformed: write it as X1,Y1,X2,Y2 in pixels, e.g. 100,50,400,460") from None
+        raise PromptError(f"{what} '{text}' is malformed: write it as X1,Y1,X2,Y2 in pixels, e.g. 100,50,400,460") from None
     return x1, y1, x2, y2
 
 
