@@ -390,9 +390,11 @@ class Governor:
             return None
         if self.other >= self.headroom * self.budget and now - self._t_first > 2 * self.settle:
             self.over_floor = True
-        elif (self.index == len(self.levels) - 1 and now - self._t_first > 2 * self.settle
-              and self.fresh_cores() > self.budget):
-            self.over_model = True  # a slow model with no rung below (u2netp on a slow CPU): max_gap's rate
+        elif (self.index == len(self.levels) - 1 and now - self._t_first > 2 * self.settle and not self.over_floor
+              and self.other < 0.8 * self.budget and self.fresh_cores() > self.budget):
+            # A slow model with no rung below (u2netp on a slow CPU): max_gap's rate alone is over the budget,
+            # while the rest leaves it a fair share (else the rest is what to blame: below_floor's case).
+            self.over_model = True
         hz, floor = self.sustained_hz(), self.floor
         starved = now - self._t_denied < 1.0
         if self._t_moved is not None and now - self._t_moved > self.stable:

@@ -32,7 +32,9 @@ class BudgetKeeper(Worker):
             level = gov.decide(time.monotonic())
             why = gov.reason
             floor = gov.other if gov.over_floor and not self._said else None
-            slow = (gov.level.label, gov.cost() * 1e3, gov.fresh_cores()) if gov.over_model and not self._said_model else None
+            slow = (gov.level.label, gov.cost() * 1e3, gov.fresh_cores(),
+                    " or ".join(m for m in ("modnet", "lite") if m != gov.level.model)) \
+                if gov.over_model and not self._said_model else None
         if floor is not None:
             self._said = True
             log.warning("CPU budget %.2g cores: capture, compositing and output alone take %.2f cores here, so "
@@ -42,7 +44,7 @@ class BudgetKeeper(Worker):
             self._said_model = True
             log.warning("CPU budget %.2g cores: %s takes %.0f ms of CPU a matte here, and keeping its matte fresh "
                         "(never older than matting.max_age) needs at least %.2f cores with the rest, so the mean "
-                        "stays above the budget; raise --cpu-budget, or choose a lighter model (modnet or lite)",
+                        "stays above the budget; raise --cpu-budget, or choose a lighter model (%s)",
                         gov.budget, *slow)
         if level is not None:
             log.info("CPU budget %.2g cores: matting now %s (%s)", gov.budget, level.label, why)
