@@ -83,7 +83,13 @@ class MattingStage(_FrameStage):
                 total += time.clock_gettime(time.pthread_getcpuclockid(ident)) - t0
             except (OSError, OverflowError):  # the thread has just ended
                 pass
-        return total * max(1, self.unit.matter.cfg.threads or 2)
+        return total * self._cpu_scale()
+
+    def _cpu_scale(self) -> int:
+        """With one onnxruntime/OpenVINO thread the inference runs in the worker's thread, so its CPU is
+        that thread's; with more, the pool's share is estimated as this many times it (the controller's
+        feedback on the process's CPU corrects what the estimate misses)."""
+        return max(1, self.unit.matter.cfg.threads or 2)
 
     @property
     def min_period(self) -> float:
@@ -140,10 +146,7 @@ class MattingStage(_FrameStage):
                 with self._lock:
                     self._inflight.pop(me, None)
         if gov is not None:
-            # With one onnxruntime/OpenVINO thread the inference runs in this thread, so its CPU
-            # is this thread's; with more, the pool's share is estimated (the controller's
-            # feedback on the process's CPU corrects what the estimate misses).
-            cpu = (time.thread_time() - t_cpu) * max(1, self.unit.matter.cfg.threads or 2)
+            cpu = (time.thread_time() - t_cpu) * self._cpu_scale()
             kind = self.unit.last_kind()
             with gov.lock:
                 gov.spent(cpu, inferred=kind != "reused", wall_s=time.monotonic() - t_wall, upgrade=kind == "upgraded")
@@ -199,6 +202,7 @@ class CompositeStage(_FrameStage):
     """Refine + blend each frame with the newest matte."""
 
     thread_name = "vcam-compositor"
+    said_episodes = 3  # stale episodes logged one by one; after them, one line for them all
 
     def __init__(self, unit: CompositeUnit, inbox: Mailbox, mattes: Mailbox, outbox: Mailbox, *,
                  max_matte_age: float = 1.0, on_error=None):
@@ -209,7 +213,6 @@ class CompositeStage(_FrameStage):
         self._stale = StateLog(log, False)
         self.stale_episodes = 0  # times the matte in use grew too old and the output failed closed
         self.stale_frames = 0  # frames output fully blurred for that
-        self._said_behind = False
         self._first_matte = StateLog(log, False)
         self.t_first_frame: float | None = None
 
@@ -223,25 +226,20 @@ class CompositeStage(_FrameStage):
                 # Matting has stalled (a slow or stuck model): an old matte no longer fits the
                 # person, and would uncover the room they moved away from. Fail closed.
                 self.stale_frames += 1
-                if self._stale.state is not True:
+                # The first episodes get a line each way; a model that keeps falling behind gets one line.
+                quiet = self.stale_episodes >= self.said_episodes
+                if self._stale(True, logging.WARNING, "" if quiet else "matte is %.1f s old: output is fully "
+                               "blurred until matting catches up", age):
                     self.stale_episodes += 1
-                if self.stale_episodes <= 3:
-                    self._stale(True, logging.WARNING, "matte is %.1f s old: output is fully blurred until matting "
-                                "catches up", age)
-                else:  # a model that keeps falling behind: one line for it, not two a second
-                    self._stale.state = True
-                    if not self._said_behind:
-                        self._said_behind = True
+                    if self.stale_episodes == self.said_episodes + 1:
                         log.warning("matting keeps falling behind (%d times its matte grew older than "
                                     "matting.max_age, %.1f s): the output blurs each time, now without a line each; "
                                     "choose a faster model (lite, modnet) or raise matting.max_age",
                                     self.stale_episodes, self.max_matte_age)
                 matte = None
             else:
-                if self.stale_episodes <= 3:
-                    self._stale(False, logging.INFO, "matting caught up")
-                else:
-                    self._stale.state = False
+                self._stale(False, logging.INFO,
+                            "matting caught up" if self.stale_episodes <= self.said_episodes else "")
                 self._first_matte(True, logging.INFO, "first matte in use, %.1f s after the first frame",
                                   frame.t_capture - self.t_first_frame)
         self.outbox.put(self.unit.process(frame, matte))
