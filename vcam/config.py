@@ -66,6 +66,9 @@ class MattingConfig:
     guard: bool = _f(True, doc="live: no person, or a matte that collapsed (mostly undecided, or everything), shows the fully blurred frame")
     reuse_still: bool = _f(True, doc="skip inference while the picture at matte resolution is unchanged beyond sensor "
                            "noise since the last inferred frame (the refinement against each frame carries small motion)")
+    reuse_followed: bool = _f(True, doc="with reuse_still and refine.follow: also reuse the last matte while the person "
+                              "moved as a whole (a shift, zoom or slight turn that the compositor's follower applies to "
+                              "the held matte), checked at the person's edge and in the room; any other change infers at once")
     crop: bool = _f(True, doc="run the model on the person's box from the last matte (with a margin) when it is clearly "
                               "smaller than the frame; the whole frame again when the person reaches the crop's edge, "
                               "and every reuse_max_age s")

@@ -53,6 +53,10 @@ class Matte:
     # That frame's gray at matte resolution, [h, w] uint8: the compositor tracks the person's
     # motion from it to each newer frame and moves the matte along (vcam.imaging.follow).
     guide: np.ndarray | None = None
+    # A reused matte (the picture was still, or the person moved as a whole) is stamped with the
+    # frame it is reused for (``seq``, ``t_capture``: its age starts again); ``origin`` is then the
+    # frame its pixels came from, which the compositor follows the person from. -1: ``seq`` itself.
+    origin: int = -1
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,7 +90,7 @@ class BudgetRate(LiveRate):
 
 def run_lockstep(parts: Parts, *, keep_alpha: bool = False, on_composite: Callable[[Composite, Frame], None] | None = None,
                  progress: Callable[[int], None] | None = None, close: bool = True, matting_hz: float = 0.0,
-                 reuse_still: bool = False, reuse_max_age: float = 1.0, cpu_budget: float | None = None,
+                 reuse_still: bool = False, reuse_max_age: float = 1.0, reuse_followed: bool = False, cpu_budget: float | None = None,
                  lite: bool = False, crop: bool = False) -> dict:
     """Read ``parts.source`` to its end; each composite goes to every sink and ``on_composite``.
     Sinks and source are closed at the end, the model too unless ``close`` is False.
@@ -102,7 +102,7 @@ def run_lockstep(parts: Parts, *, keep_alpha: bool = False, on_composite: Callab
     makes them under that budget (:class:`BudgetRate`; ``lite``: its ladder may end at the lite
     model)."""
     matting = MattingUnit(parts.matter, parts.smoother, parts.compositor.refiner, reuse_still=reuse_still,
-                          reuse_max_age=reuse_max_age, crop=crop)
+                          reuse_max_age=reuse_max_age, reuse_followed=reuse_followed, crop=crop)
     compositing = CompositeUnit(parts.compositor, keep_alpha=keep_alpha)
     fps = parts.source.fps or 30.0
     if cpu_budget is not None:

@@ -20,44 +20,112 @@ from ..core.stats import Timings
 from ..errors import ModelError, VcamError
 from ..imaging.alpha import mask_iou
 from ..imaging.compositor import Compositor
-from ..imaging.follow import is_still, track_gray
+from ..imaging.follow import is_still, person_corners, similarity, track_gray
 from ..imaging.refine import Refiner, small_gray
 from ..imaging.smoothing import Smoother
 from ..models.matting import create as create_matter
 
 
 class StillDetector:
-    """Has the picture changed, at matte resolution, since the last inferred frame? Sensor noise
-    does not count: the difference is averaged over 3x3 and only pixels that moved by more than
-    ``level`` gray levels count; the picture has changed when over ``fraction`` of them did, or
-    when the last inference is ``max_age`` s old. Compared with the last *inferred* frame, so slow
-    drift adds up until it counts."""
+    """Has the picture changed, at matte resolution, since the last inferred frame, where a change
+    could change the matte? Sensor noise does not count: the difference is averaged over 3x3 and
+    only pixels that moved by more than ``level`` gray levels count; the picture has changed when
+    over ``fraction`` of them did, or when the last inference is ``max_age`` s old. Compared with
+    the last *inferred* frame, so slow drift adds up until it counts.
 
-    def __init__(self, max_age: float):
+    Nor does a change deep inside the person (a talking mouth, blinking eyes, a hand moving over
+    the chest): the last matte is solid there, :data:`INTERIOR` pixels in from its edge, and the
+    matte would stay solid; the refinement's coefficients are flat there too, so the held matte
+    composites the new frame as the model's would. Any change at the person's edge or in the room
+    (someone entering) still counts at once.
+
+    With ``follow`` (the compositor moves a held matte with the person, ``refine.follow``), a
+    person who moved as a whole is 'carried': the similarity the follower will apply (shift, zoom,
+    slight turn) is found the same way here, and the last inferred frame is redrawn moved by it,
+    whole (a hand-held camera) or only its person over the unmoved room (the strip of room the
+    person uncovered is unknown and not compared). When either explains the new frame at the
+    person's edge and in the room (sensor noise aside), the followed matte is as good as a new one.
+    A hand raised, a head turned, someone entering: these do not fit one similarity and count at
+    once. On the development portraits swaying rigidly (``scripts/quality.py``) carrying raised the
+    moving boundary F from 0.761 to 0.776 with a matte a clip instead of one a frame; with the
+    head bending over a still body nothing was carried."""
+
+    SOLID = 0.95  # alpha at or above this is the person's solid inside
+    INTERIOR = 0.03  # of the matte's short side (7 px at 224): how far inside the edge a change is ignored
+    CARRY_BLUR = 1.0  # px at matte resolution: the Gaussian both sides of the carried comparison get
+    # A carried matte is refreshed after this fraction of max_age: changes below the noise add up (a talking
+    # head's jaw and hair), and on a development talking head the worst 5 % of frames' boundary F against a
+    # matte every frame was 0.972 at one age, 0.975 at half and 0.981 at 0.3 (0.983 without carrying).
+    CARRIED_AGE = 0.5
+
+    def __init__(self, max_age: float, follow: bool = False):
         self.max_age = max_age
+        self.follow = follow
         self._guide: np.ndarray | None = None
+        self._alpha: np.ndarray | None = None  # the last inferred matte (follow)
+        self._pts: np.ndarray | None = None  # its corners on the person (follow)
+        self._care: np.ndarray | None = None  # [h, w] bool: where a change counts (None: everywhere)
         self._t = 0.0
 
     def check(self, guide: np.ndarray, t: float) -> str:
         """``guide``: the frame's ``[h, w] u8`` gray at matte resolution; ``t``: its capture time.
-        'still'; 'aged': unchanged, but the last inference is ``max_age`` old; 'moved'; or 'new'
-        (nothing to compare with)."""
+        'still'; 'aged': still, but the last inference is ``max_age`` old; 'carried': the person
+        moved as a whole, as the follower moves the matte, and the last inference is younger than
+        ``CARRIED_AGE`` of ``max_age``; 'moved'; or 'new' (nothing to compare with)."""
         g = self._guide
         if g is None or g.shape != guide.shape:
             return "new"
-        if not is_still(guide, g):
-            return "moved"
-        return "aged" if t - self._t >= self.max_age else "still"
+        age = t - self._t
+        if is_still(guide, g, self._care):
+            return "aged" if age >= self.max_age else "still"
+        # A person moving, however rigidly, is not a still picture: its refresh is motion's (the lighter
+        # model's under a budget, never the still upgrade's).
+        return "carried" if self.follow and age < self.CARRIED_AGE * self.max_age and self._carried(guide) else "moved"
+
+    def _carried(self, guide: np.ndarray) -> bool:
+        M = similarity(self._guide, guide, self._pts)
+        if M is None:
+            return False
+        h, w = guide.shape
+        warp = lambda x, flags=cv2.INTER_LINEAR: cv2.warpAffine(x, M, (w, h), flags=flags,  # noqa: E731
+                                                                borderMode=cv2.BORDER_REPLICATE)
+        # Resampling a sharp edge by a fraction of a pixel is not sensor noise but is not motion either:
+        # both sides are compared a little blurred.
+        blur = lambda x: cv2.GaussianBlur(x, (0, 0), self.CARRY_BLUR)  # noqa: E731
+        moved = warp(self._guide)
+        care = None if self._care is None else warp(self._care.view(np.uint8), cv2.INTER_NEAREST) > 0
+        guide = blur(guide)
+        if is_still(guide, blur(moved), care):
+            return True  # the whole picture moved with the person: a hand-held camera
+        # The person moved over the unmoved room. Not compared: the room they uncovered (unknown), and the
+        # outer half of their soft edge, which mixes them with the room behind (old and new room differ
+        # there), each with the 2 px the comparison's blur spreads a difference over.
+        a0, a1 = self._alpha, warp(self._alpha)
+        unknown = ((a1 > 0.02) & (a1 < 0.5)) | ((a0 > 0.02) & (a1 <= 0.02))
+        known = cv2.dilate(unknown.view(np.uint8), np.ones((5, 5), np.uint8)) == 0
+        return is_still(guide, blur(np.where(a1 > 0.02, moved, self._guide)), known if care is None else known & care)
 
     def age(self, t: float) -> float:
         """Seconds since the last inferred frame."""
         return t - self._t
 
-    def inferred(self, guide: np.ndarray, t: float) -> None:
-        self._guide, self._t = guide, t
+    def inferred(self, guide: np.ndarray, t: float, alpha: np.ndarray | None = None) -> None:
+        """``alpha``: the matte inferred on ``guide`` (same shape), whose solid inside is ignored and
+        whose person is followed."""
+        self._guide, self._t, self._care, self._alpha, self._pts = guide, t, None, None, None
+        if alpha is None or alpha.shape != guide.shape:
+            return
+        r = max(1, round(self.INTERIOR * min(alpha.shape)))
+        inside = cv2.erode((alpha >= self.SOLID).view(np.uint8),
+                           cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)),
+                           borderType=cv2.BORDER_REPLICATE)
+        if inside.any():
+            self._care = inside == 0
+        if self.follow:
+            self._alpha, self._pts = alpha, person_corners(guide, alpha)
 
     def reset(self) -> None:
-        self._guide = None
+        self._guide, self._care, self._alpha, self._pts = None, None, None, None
 
 
 class PersonCrop:
@@ -125,11 +193,12 @@ class MattingUnit:
     the picture is still (:class:`StillDetector`)."""
 
     def __init__(self, matter, smoother: Smoother, refiner: Refiner | None = None, *, reuse_still: bool = False,
-                 reuse_max_age: float = 1.0, crop: bool = False):
+                 reuse_max_age: float = 1.0, reuse_followed: bool = False, crop: bool = False):
         self.matter, self.smoother, self.refiner = matter, smoother, refiner
         self.crop = PersonCrop(reuse_max_age) if crop else None
         self._prev_raw: np.ndarray | None = None  # the last inference's full-frame matte (the crop's guide)
-        self.still = StillDetector(reuse_max_age) if reuse_still else None
+        follows = reuse_followed and refiner is not None and refiner.cfg.follow
+        self.still = StillDetector(reuse_max_age, follow=follows) if reuse_still else None
         self.reused = 0  # mattes reused for a still picture, without inference
         self._last: Matte | None = None
         self.keeper = None  # a vcam.subject.keep.SubjectKeeper once `keep X,Y` is used
@@ -179,13 +248,13 @@ class MattingUnit:
                 # result stale.
                 hold = state == "aged" and (self._busy or (self._on_upgrade and
                                                           self.still.age(frame.t_capture) < 3 * self.still.max_age))
-                if up is None and (state == "still" or hold) and frame.seq > self._last_seq:
+                if up is None and (state in ("still", "carried") or hold) and frame.seq > self._last_seq:
                     self._last_seq = frame.seq
                     self.last_frame = frame
                     self.reused += 1
                     self._mine.kind = "reused"
                     return Matte(alpha=last.alpha, seq=frame.seq, t_capture=frame.t_capture, coef=last.coef,
-                                 guide=last.guide)  # the picture is still: the matte's own frame stays its guide
+                                 guide=last.guide, origin=last.seq)  # its own frame stays its guide
         t0 = time.perf_counter()
         try:
             if up is not None or matter.stateless:
@@ -230,7 +299,7 @@ class MattingUnit:
             self.timings.add((time.perf_counter() - t0) * 1e3)
             if self.still is not None and matter is self.matter:
                 self._last = matte
-                self.still.inferred(guide, frame.t_capture)
+                self.still.inferred(guide, frame.t_capture, alpha)
         return matte
 
     def set_home(self, model: str, input_size: int, upgrade=None) -> None:

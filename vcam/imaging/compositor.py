@@ -301,7 +301,7 @@ class Compositor:
         out = self._out.get()
         alpha = None
         have_matte = matte is not None and matte.alpha is not None
-        if have_matte and not cfg.paused and matte.seq != frame.seq:
+        if have_matte and not cfg.paused and (matte.origin if matte.origin >= 0 else matte.seq) != frame.seq:
             matte = self.follow(matte, img)
         if cfg.paused:
             if cfg.pause_style == "card":

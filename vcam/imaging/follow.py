@@ -38,12 +38,50 @@ STILL_LEVEL = 4  # gray levels, after a 3x3 mean (sensor noise is about 1 there)
 STILL_FRACTION = 0.002  # of the pixels: a 13x13 patch of a 224x384 picture
 
 
-def is_still(a: np.ndarray, b: np.ndarray) -> bool:
+def is_still(a: np.ndarray, b: np.ndarray, care: np.ndarray | None = None) -> bool:
     """Are two ``[h, w] u8`` grays of the same scene the same picture, sensor noise aside? Only
     pixels that differ by more than :data:`STILL_LEVEL` after a 3x3 mean count, and at most
-    :data:`STILL_FRACTION` of them may."""
+    :data:`STILL_FRACTION` of them may. ``care``: a ``[h, w] bool`` mask of the pixels whose change
+    counts (``None``: all)."""
     moved = cv2.blur(cv2.absdiff(a, b), (3, 3)) > STILL_LEVEL
+    if care is not None:
+        moved &= care
     return np.count_nonzero(moved) <= STILL_FRACTION * moved.size
+
+
+def person_corners(guide: np.ndarray, alpha: np.ndarray) -> np.ndarray | None:
+    """Up to :data:`POINTS` corners of ``guide`` (``[h, w] u8``) on the person of ``alpha`` (same shape), away
+    from the outline: corners on the outline belong to the room as much as to the person, and the room does
+    not move with them. ``None`` when too few."""
+    inside = cv2.erode((alpha > 0.5).view(np.uint8), np.ones((5, 5), np.uint8))
+    if np.count_nonzero(inside) < 64:
+        return None
+    pts = cv2.goodFeaturesToTrack(guide, POINTS, 0.01, max(3, guide.shape[1] // 48), mask=inside, blockSize=5)
+    return pts if pts is not None and len(pts) >= MIN_INLIERS else None
+
+
+def similarity(guide: np.ndarray, gray: np.ndarray, pts: np.ndarray | None) -> np.ndarray | None:
+    """The 2x3 similarity taking ``guide`` (the matte's frame) onto ``gray``, both ``[h, w] u8``, from the
+    corners ``pts`` on its person (:func:`person_corners`): pyramidal Lucas-Kanade, then RANSAC. ``None``
+    when there is no motion to speak of, or it is not known well enough, or it is not a person moving
+    between two mattes (a cut, a camera swap, bad tracking)."""
+    if pts is None or is_still(guide, gray):
+        return None
+    p1, st, _err = cv2.calcOpticalFlowPyrLK(guide, gray, pts, None, winSize=(11, 11), maxLevel=3,
+                                            criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 8, 0.05))
+    ok = st.ravel() == 1
+    if np.count_nonzero(ok) < MIN_INLIERS:
+        return None
+    M, inl = cv2.estimateAffinePartial2D(pts[ok], p1[ok], method=cv2.RANSAC, ransacReprojThreshold=1.5,
+                                         maxIters=200, refineIters=5)
+    if M is None or inl is None or int(inl.sum()) < max(MIN_INLIERS, 0.5 * np.count_nonzero(ok)):
+        return None
+    scale = math.hypot(M[0, 0], M[1, 0])
+    turn = abs(math.atan2(M[1, 0], M[0, 0]))
+    h, w = guide.shape
+    if not (0.85 < scale < 1.18) or turn > 0.2 or abs(M[0, 2]) > 0.3 * w or abs(M[1, 2]) > 0.3 * h:
+        return None
+    return M
 
 
 def track_gray(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -77,37 +115,9 @@ class MatteFollower:
         self._M = None  # what it gave: the 2x3 similarity, or None
         self._out = None  # and the (alpha, coef, moved) answered for it
 
-    def _corners(self, guide: np.ndarray, alpha: np.ndarray) -> np.ndarray | None:
-        inside = (alpha > 0.5).astype(np.uint8)
-        # On the person, away from its outline: corners on the outline belong to the room as
-        # much as to the person, and the room does not move with them.
-        inside = cv2.erode(inside, np.ones((5, 5), np.uint8))
-        if np.count_nonzero(inside) < 64:
-            return None
-        pts = cv2.goodFeaturesToTrack(guide, POINTS, 0.01, max(3, guide.shape[1] // 48), mask=inside, blockSize=5)
-        return pts if pts is not None and len(pts) >= MIN_INLIERS else None
-
     def transform(self, guide: np.ndarray, gray: np.ndarray) -> np.ndarray | None:
-        """The 2x3 similarity taking the matte's frame (``guide``) onto ``gray``, both ``[h, w] u8``,
-        from the corners found on it, or ``None`` when it is not known well enough."""
-        p0 = self._pts
-        if p0 is None or is_still(guide, gray):
-            return None
-        p1, st, _err = cv2.calcOpticalFlowPyrLK(guide, gray, p0, None, winSize=(11, 11), maxLevel=3,
-                                                criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 8, 0.05))
-        ok = st.ravel() == 1
-        if np.count_nonzero(ok) < MIN_INLIERS:
-            return None
-        M, inl = cv2.estimateAffinePartial2D(p0[ok], p1[ok], method=cv2.RANSAC, ransacReprojThreshold=1.5,
-                                             maxIters=200, refineIters=5)
-        if M is None or inl is None or int(inl.sum()) < max(MIN_INLIERS, 0.5 * np.count_nonzero(ok)):
-            return None
-        scale = math.hypot(M[0, 0], M[1, 0])
-        turn = abs(math.atan2(M[1, 0], M[0, 0]))
-        h, w = guide.shape
-        if not (0.85 < scale < 1.18) or turn > 0.2 or abs(M[0, 2]) > 0.3 * w or abs(M[1, 2]) > 0.3 * h:
-            return None  # not a person moving between two mattes: a cut, a camera swap, bad tracking
-        return M
+        """The 2x3 similarity taking the matte's frame (``guide``) onto ``gray`` (:func:`similarity`)."""
+        return similarity(guide, gray, self._pts)
 
     def _shift(self, M: np.ndarray | None, N: np.ndarray | None) -> float:
         """How far the matte's pixels move between two similarities (``None``: not moved), at the
@@ -124,7 +134,7 @@ class MatteFollower:
         motion is unknown or negligible."""
         if self._guide is not guide:
             self.reset()
-            self._guide, self._pts = guide, self._corners(guide, alpha)
+            self._guide, self._pts = guide, person_corners(guide, alpha)
             self._out = (alpha, coef, False)
         elif self._gray is not None and is_still(self._gray, gray):
             return self._out  # nothing moved since the frame last tracked

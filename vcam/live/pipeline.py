@@ -68,6 +68,7 @@ class Pipeline:
                 self.governor.open_at(op, start)
         self.matting = MattingStage(MattingUnit(parts.matter, parts.smoother, parts.compositor.refiner,
                                                 reuse_still=m.reuse_still, reuse_max_age=m.reuse_max_age,
+                                                reuse_followed=m.reuse_followed,
                                                 crop=m.crop),
                                     self.m_frames, self.mattes, max_hz=cfg.matting.max_hz,
                                     threads=cfg.matting.workers, guard=cfg.matting.guard, on_error=self._fail,

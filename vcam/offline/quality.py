@@ -132,7 +132,7 @@ def lockstep_alphas(cfg: Config, matter, frames: list[np.ndarray], matting_hz: f
     out: list[np.ndarray] = []
     run_lockstep(parts, keep_alpha=True, on_composite=lambda comp, frame: out.append(comp.alpha), close=False,
                  matting_hz=matting_hz, reuse_still=cfg.matting.reuse_still, reuse_max_age=cfg.matting.reuse_max_age,
-                 crop=cfg.matting.crop)
+                 reuse_followed=cfg.matting.reuse_followed, crop=cfg.matting.crop)
     return [a.astype(np.float32) * np.float32(1 / 255) for a in out]
 
 

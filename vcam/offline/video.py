@@ -152,7 +152,8 @@ def process_video(cfg: Config, input_path: str, *, output: str | None = None, al
     try:
         stats = run_lockstep(parts, keep_alpha=alphas is not None or bool(cutouts), on_composite=per_frame,
                              progress=bar, matting_hz=matting_hz, reuse_still=cfg.matting.reuse_still,
-                             reuse_max_age=cfg.matting.reuse_max_age, cpu_budget=cpu_budget,
+                             reuse_max_age=cfg.matting.reuse_max_age, reuse_followed=cfg.matting.reuse_followed,
+                             cpu_budget=cpu_budget,
                              lite=lite_available(), crop=cfg.matting.crop)
     except BaseException:
         bar.close()
