@@ -301,6 +301,7 @@ def test_a_carried_matte_follows_the_person_and_stays_as_true_as_a_new_one(modne
             stats = run_lockstep(parts, keep_alpha=True, on_composite=lambda comp, frame: alphas.append(comp.alpha),
                                  close=False, reuse_still=True, reuse_followed=carry)
             mattes += stats["mattes"]
+            assert (stats["mattes_carried"] > 0) == carry and stats["mattes_carried"] <= stats["mattes_reused"]
             ious += [mask_iou(a >= 128, g >= 0.5) for a, g in zip(alphas, truth)]
         got[carry] = (mattes, float(np.mean(ious)), min(ious))
     (n0, mean0, worst0), (n1, mean1, worst1) = got[False], got[True]

@@ -150,7 +150,8 @@ def run_lockstep(parts: Parts, *, keep_alpha: bool = False, on_composite: Callab
                     m.close()
     wall = time.monotonic() - t0
     return {"frames": seq, "seconds": round(wall, 2), "fps": round(seq / wall, 2) if wall else 0.0,
-            "mattes": matting.timings.count, "mattes_reused": matting.reused, "mattes_upgraded": matting.upgraded,
+            "mattes": matting.timings.count, "mattes_reused": matting.reused,
+            "mattes_carried": matting.carried, "mattes_upgraded": matting.upgraded,
             "mattes_cropped": matting.crop.crops if matting.crop is not None else 0, "matting_hz": matting_hz or None,
             "budget": rate.governor.status() if isinstance(rate, BudgetRate) else None,
             "video_matting_hz": round(matting.timings.count / (seq / fps), 2) if seq else 0.0,

@@ -200,6 +200,7 @@ class MattingUnit:
         follows = reuse_followed and refiner is not None and refiner.cfg.follow
         self.still = StillDetector(reuse_max_age, follow=follows) if reuse_still else None
         self.reused = 0  # mattes reused for a still picture, without inference
+        self.carried = 0  # of those, for a person who moved as a whole (reuse_followed)
         self._last: Matte | None = None
         self.keeper = None  # a vcam.subject.keep.SubjectKeeper once `keep X,Y` is used
         self._lock = threading.Lock()  # frame order, smoother state, the parts swapped live
@@ -252,6 +253,7 @@ class MattingUnit:
                     self._last_seq = frame.seq
                     self.last_frame = frame
                     self.reused += 1
+                    self.carried += state == "carried"
                     self._mine.kind = "reused"
                     return Matte(alpha=last.alpha, seq=frame.seq, t_capture=frame.t_capture, coef=last.coef,
                                  guide=last.guide, origin=last.seq)  # its own frame stays its guide

@@ -273,7 +273,8 @@ class Pipeline:
             "latency_ms": o.latency.summary(),
             "frames": {"captured": cap.frames, "matted": matted, "composited": comp.unit.timings.count,
                        "sent": o.sent, "repeated": o.repeats, "matting_errors": m.errors,
-                       "mattes_withheld": m.withheld, "mattes_reused": m.unit.reused, "mattes_upgraded": m.unit.upgraded,
+                       "mattes_withheld": m.withheld, "mattes_reused": m.unit.reused,
+                       "mattes_carried": m.unit.carried, "mattes_upgraded": m.unit.upgraded,
                        "mattes_cropped": m.unit.crop.crops if m.unit.crop is not None else 0,
                        # composites whose held matte was moved with the person (vcam.imaging.follow)
                        "composites_followed": f.moved if (f := comp.unit.compositor.follower) is not None else 0,
