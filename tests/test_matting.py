@@ -309,6 +309,35 @@ def test_a_carried_matte_follows_the_person_and_stays_as_true_as_a_new_one(modne
     assert mean1 >= mean0 - 0.005 and worst1 >= worst0 - 0.01, got
 
 
+def test_lite_keeps_soft_alpha_at_the_edge_and_no_haze_away_from_it():
+    """The lite model's half-sure regions away from the person's edge (a scene that puzzles it) would show
+    the room through a new background at half opacity: beyond twice HAZE_BAND of the 0.5 contour the alpha
+    is 0 or 1, within the band it stays soft, and the contour (what IoU and boundary F read) never moves."""
+    from vcam.models.matting import lite
+
+    a = np.zeros((144, 256), np.float32)
+    cv2.circle(a, (80, 72), 40, 1.0, -1)
+    a = cv2.GaussianBlur(a, (0, 0), 1.0)  # a person with a soft edge
+    a[10:30, 200:240] = 0.3  # a half-sure patch in the room, far from the person
+    a[60:80, 70:90] = 0.7  # and a half-sure patch deep inside the person
+    b = lite.dehaze(a)
+    assert b.dtype == np.float32 and np.array_equal(a >= 0.5, b >= 0.5)
+    assert b[10:30, 200:240].max() == 0.0 and b[60:80, 70:90].min() == 1.0
+    edge = (a > 0.05) & (a < 0.95) & (np.abs(np.arange(256)[None, :] - 80) < 60)
+    edge[55:85, 65:95] = False  # (the patch inside)
+    np.testing.assert_allclose(b[edge], a[edge], atol=0.02)  # the edge's own softness stays
+    pytest.importorskip("ai_edge_litert")
+    matter = create(MattingConfig(model="lite"))
+    r = 2 * lite.HAZE_BAND * 144
+    for seed in range(3):
+        img, _ = sample.full_body(360, 640, seed=seed)
+        got = matter.infer(img)
+        fg = (got >= 0.5).view(np.uint8)
+        far = (cv2.distanceTransform(fg, cv2.DIST_L2, 3) + cv2.distanceTransform(1 - fg, cv2.DIST_L2, 3)) > r + 1
+        assert np.all((got[far] == 0) | (got[far] == 1))
+        assert (got > 0.05).any() and ((got > 0.05) & (got < 0.95)).any()  # soft where it should be
+
+
 def test_lite_calibrated_and_mirrored_mattes_fit_the_true_silhouette_better():
     """The lite model's confidence is mapped so its edge level is alpha 0.5, and live mattes average in
     its matte of the mirrored frame (matting.flip 'auto'): on generated full-body pictures with true
@@ -329,7 +358,12 @@ def test_lite_calibrated_and_mirrored_mattes_fit_the_true_silhouette_better():
         both = matter.infer_mirrored(img)
         assert both.shape == cal.shape and both.dtype == np.float32
         # lite shrinks the frame once and mirrors the small picture: the same as two runs on full frames
-        np.testing.assert_allclose(both, Matter.infer_mirrored(matter, img), atol=1e-4)
+        # (compared before the haze away from the edge is cleared, which comes after the mirrors' mean)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(lite, "dehaze", lambda a: a)
+            plain = matter.infer_mirrored(img)
+            np.testing.assert_allclose(plain, Matter.infer_mirrored(matter, img), atol=1e-4)
+        np.testing.assert_allclose(both, lite.dehaze(plain), atol=1e-6)
         assert np.percentile(both[small], 50) > 0.95 and np.percentile(both[~small], 50) < 0.05
         raw_iou.append(mask_iou(raw >= 0.5, small))
         cal_iou.append(mask_iou(cal >= 0.5, small))

