@@ -250,8 +250,9 @@ def test_portrait_ensemble_members_and_a_missing_one(monkeypatch, caplog):
         h, w = strong.shape
         flag = (slice(0, h * 55 // 100), slice(0, w * 12 // 100))  # the flag, left of the person
         # The lite model alone puts grey haze over it (0.30 of it with the landscape model, 0.06 with the square
-        # one this upright picture now gets); with MODNet and RVM it is theirs, 0.02.
-        assert np.mean(alone[flag] > 20) > np.mean(both[flag] > 20) + 0.02, (np.mean(alone[flag] > 20), np.mean(both[flag] > 20))
+        # one this upright picture now gets, 0.027 since its haze away from the edge is cleared); with MODNet
+        # and RVM it is theirs, 0.02.
+        assert np.mean(alone[flag] > 20) > np.mean(both[flag] > 20), (np.mean(alone[flag] > 20), np.mean(both[flag] > 20))
         assert np.mean(both[flag] > 20) < 0.05
         assert np.mean(np.abs(both[flag].astype(int) - strong[flag]) > 2) < 0.05
 
