@@ -262,13 +262,17 @@ def test_a_person_moving_as_a_whole_is_carried_and_any_other_change_is_motion():
     room[20:60, 20:60] = 255 - room[20:60, 20:60]  # something in the room changed
     mv, _ = moving_clip(img, gt, 12, np.random.default_rng(0), speed=3, bend=True)
 
-    def state(frame, follow=True, t=0.1, ref=img):
+    def state(frame, follow=True, t=0.1, ref=img, second=alpha):
         det = StillDetector(1.0, follow=follow)
-        det.inferred(small_gray(ref, shape), 0.0, alpha)
+        det.inferred(small_gray(ref, shape), -0.1, alpha)
+        if second is not None:  # the model read the picture twice; carrying needs the two to agree
+            det.inferred(small_gray(ref, shape), 0.0, second)
         return det.check(small_gray(frame, shape), t)
 
     assert state(talking) == "still"
     assert state(warp(img)) == "carried"
+    assert state(warp(img), second=None) == "moved"  # one matte: the model's reading is not known to be steady
+    assert state(warp(img), second=np.roll(alpha, 12, axis=1)) == "moved"  # two that disagree: keep inferring
     assert state(over_room, ref=before) == "carried"
     assert state(warp(img), follow=False) == "moved"  # refine.follow off: nothing moves the matte
     assert state(warp(img), t=StillDetector.CARRIED_AGE + 0.01) == "moved"  # carried long enough: refresh
@@ -293,7 +297,7 @@ def test_a_carried_matte_follows_the_person_and_stays_as_true_as_a_new_one(modne
         mattes, ious = 0, []
         for seed in (1, 3):  # poses MODNet reads steadily at its live size (seeds 0 and 2 it misreads at times)
             img, gt = sample.full_body(640, 960, seed=seed)
-            frames, truth = moving_clip(img, gt, 15, np.random.default_rng(seed))
+            frames, truth = moving_clip(img, gt, 24, np.random.default_rng(seed))
             alphas = []
             modnet.reset()
             parts = Parts(ListSource(frames), modnet, create_smoother(cfg.smoothing),
@@ -305,7 +309,7 @@ def test_a_carried_matte_follows_the_person_and_stays_as_true_as_a_new_one(modne
             ious += [mask_iou(a >= 128, g >= 0.5) for a, g in zip(alphas, truth)]
         got[carry] = (mattes, float(np.mean(ious)), min(ious))
     (n0, mean0, worst0), (n1, mean1, worst1) = got[False], got[True]
-    assert n1 <= n0 // 2, got
+    assert n1 <= 0.6 * n0, got
     assert mean1 >= mean0 - 0.005 and worst1 >= worst0 - 0.01, got
 
 

@@ -46,7 +46,10 @@ class StillDetector:
     person uncovered is unknown and not compared). When either explains the new frame at the
     person's edge and in the room (sensor noise aside), the followed matte is as good as a new one.
     A hand raised, a head turned, someone entering: these do not fit one similarity and count at
-    once. On the development portraits swaying rigidly (``scripts/quality.py``) carrying raised the
+    once. And only while the model reads the person steadily: each new matte is compared with the
+    last one moved onto its frame, and carrying goes on only where they agree (IoU ≥ ``AGREE``), so
+    a first matte, or a pose the model misreads from frame to frame, keeps being inferred and the
+    temporal filter keeps averaging its readings. On the development portraits swaying rigidly (``scripts/quality.py``) carrying raised the
     moving boundary F from 0.761 to 0.776 with a matte a clip instead of one a frame; with the
     head bending over a still body nothing was carried."""
 
@@ -57,6 +60,7 @@ class StillDetector:
     # head's jaw and hair), and on a development talking head the worst 5 % of frames' boundary F against a
     # matte every frame was 0.972 at one age, 0.975 at half and 0.981 at 0.3 (0.983 without carrying).
     CARRIED_AGE = 0.5
+    AGREE = 0.97  # IoU (alpha ≥ 0.5) of a new matte with the last one moved onto its frame, to go on carrying
 
     def __init__(self, max_age: float, follow: bool = False):
         self.max_age = max_age
@@ -65,6 +69,7 @@ class StillDetector:
         self._alpha: np.ndarray | None = None  # the last inferred matte (follow)
         self._pts: np.ndarray | None = None  # its corners on the person (follow)
         self._care: np.ndarray | None = None  # [h, w] bool: where a change counts (None: everywhere)
+        self._trusted = False  # the last two mattes agreed (follow): carrying may go on
         self._t = 0.0
 
     def check(self, guide: np.ndarray, t: float) -> str:
@@ -80,7 +85,8 @@ class StillDetector:
             return "aged" if age >= self.max_age else "still"
         # A person moving, however rigidly, is not a still picture: its refresh is motion's (the lighter
         # model's under a budget, never the still upgrade's).
-        return "carried" if self.follow and age < self.CARRIED_AGE * self.max_age and self._carried(guide) else "moved"
+        return ("carried" if self.follow and self._trusted and age < self.CARRIED_AGE * self.max_age
+                and self._carried(guide) else "moved")
 
     def _carried(self, guide: np.ndarray) -> bool:
         M = similarity(self._guide, guide, self._pts)
@@ -112,7 +118,9 @@ class StillDetector:
     def inferred(self, guide: np.ndarray, t: float, alpha: np.ndarray | None = None) -> None:
         """``alpha``: the matte inferred on ``guide`` (same shape), whose solid inside is ignored and
         whose person is followed."""
+        prev = (self._guide, self._alpha, self._pts)
         self._guide, self._t, self._care, self._alpha, self._pts = guide, t, None, None, None
+        self._trusted = False
         if alpha is None or alpha.shape != guide.shape:
             return
         r = max(1, round(self.INTERIOR * min(alpha.shape)))
@@ -122,10 +130,29 @@ class StillDetector:
         if inside.any():
             self._care = inside == 0
         if self.follow:
+            self._trusted = self._agrees(prev, guide, alpha)
             self._alpha, self._pts = alpha, person_corners(guide, alpha)
+
+    def _agrees(self, prev, guide: np.ndarray, alpha: np.ndarray) -> bool:
+        """Does the new matte say what the last one, moved by the follower, said? Only then is the model
+        trusted to be carried: a model that reads a picture unsteadily (a pose it misreads, a first matte
+        the temporal filter is still settling) keeps inferring, and the filter keeps averaging its readings."""
+        g0, a0, pts = prev
+        if g0 is None or a0 is None or g0.shape != guide.shape:
+            return False
+        if is_still(g0, guide):
+            moved = a0
+        else:
+            M = similarity(g0, guide, pts)
+            if M is None:
+                return False
+            h, w = guide.shape
+            moved = cv2.warpAffine(a0, M, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return mask_iou(moved >= 0.5, alpha >= 0.5) >= self.AGREE
 
     def reset(self) -> None:
         self._guide, self._care, self._alpha, self._pts = None, None, None, None
+        self._trusted = False
 
 
 class PersonCrop:
