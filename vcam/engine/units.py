@@ -291,6 +291,14 @@ class MattingUnit:
             else:
                 with self._serial:
                     raw = self._infer(matter, frame)
+        except BaseException:
+            if up is None:
+                with self._lock:
+                    # The model failed: nothing is reused (a still or carried picture) until it makes a matte
+                    # again, so the output stays failed closed and "recovered" means the model recovered.
+                    if matter is self.matter:
+                        self._last = None
+            raise
         finally:
             if up is not None:
                 self._busy = False
