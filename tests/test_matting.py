@@ -313,6 +313,45 @@ def test_a_carried_matte_follows_the_person_and_stays_as_true_as_a_new_one(modne
     assert mean1 >= mean0 - 0.005 and worst1 >= worst0 - 0.01, got
 
 
+def test_after_a_failed_inference_nothing_is_reused_until_the_model_makes_a_matte(modnet):
+    """A model that fails leaves the output failed closed: the frames after it are not given the last good
+    matte as still or carried (that read as "matting recovered" between two failures), they infer again."""
+    from vcam.offline.quality import moving_clip
+
+    class Failing(Matter):
+        name, stateless = "modnet", True
+
+        def __init__(self, inner):
+            super().__init__(inner.cfg)
+            self.inner, self.fail = inner, False
+
+        def infer(self, bgr):
+            if self.fail:
+                raise RuntimeError("injected")
+            return self.inner.infer(bgr)
+
+    img, gt = sample.full_body(640, 960, seed=1)
+    frames, _ = moving_clip(img, gt, 8, np.random.default_rng(1))
+    cfg = Config()
+    comp = Compositor(cfg.compositor, cfg.refine)
+    matter = Failing(modnet)
+    unit = MattingUnit(matter, create_smoother(cfg.smoothing), comp.refiner, reuse_still=True, reuse_max_age=1.0,
+                       reuse_followed=True)
+    for seq in range(4):  # two agreeing mattes, then the rigid sway is carried
+        unit.process(Frame(frames[seq], seq, seq / 30))
+    assert unit.carried >= 1
+    matter.fail = True
+    bent = frames[4].copy()
+    bent[:200] = np.roll(bent[:200], 40, axis=1)  # a change no similarity explains: the model must run, and fails
+    with pytest.raises(RuntimeError):
+        unit.process(Frame(bent, 4, 4 / 30))
+    for seq in (5, 6):  # the sway goes on: it would be carried, but the model has to make a matte first
+        with pytest.raises(RuntimeError):
+            unit.process(Frame(frames[seq], seq, seq / 30))
+    matter.fail = False
+    assert unit.process(Frame(frames[7], 7, 7 / 30)) is not None
+
+
 def test_lite_keeps_soft_alpha_at_the_edge_and_no_haze_away_from_it():
     """The lite model's half-sure regions away from the person's edge (a scene that puzzles it) would show
     the room through a new background at half opacity: beyond twice HAZE_BAND of the 0.5 contour the alpha
