@@ -84,6 +84,13 @@ def similarity(guide: np.ndarray, gray: np.ndarray, pts: np.ndarray | None) -> n
     return M
 
 
+def move_by(x: np.ndarray, M: np.ndarray, flags: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """``x`` (a matte, its coefficients, a gray or a mask at matte resolution) moved by the similarity ``M``,
+    its size kept; what comes in at the border repeats the edge."""
+    h, w = x.shape[:2]
+    return cv2.warpAffine(x, M, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+
+
 def track_gray(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """``image`` (``[H, W, 3] u8`` BGR) as the ``[h, w] u8`` gray the follower tracks on.
     Bilinear, not area-averaged: it samples the frame rather than reading all of it (0.27
@@ -115,10 +122,6 @@ class MatteFollower:
         self._M = None  # what it gave: the 2x3 similarity, or None
         self._out = None  # and the (alpha, coef, moved) answered for it
 
-    def transform(self, guide: np.ndarray, gray: np.ndarray) -> np.ndarray | None:
-        """The 2x3 similarity taking the matte's frame (``guide``) onto ``gray`` (:func:`similarity`)."""
-        return similarity(guide, gray, self._pts)
-
     def _shift(self, M: np.ndarray | None, N: np.ndarray | None) -> float:
         """How far the matte's pixels move between two similarities (``None``: not moved), at the
         corners of the picture: the most any pixel moves."""
@@ -139,7 +142,7 @@ class MatteFollower:
         elif self._gray is not None and is_still(self._gray, gray):
             return self._out  # nothing moved since the frame last tracked
         self.tracked += 1
-        M = self.transform(guide, gray)
+        M = similarity(guide, gray, self._pts)
         self._gray = gray
         if self._shift(M, self._M) < MIN_SHIFT:
             return self._out  # (about) where the last frame put it: the same arrays
@@ -149,9 +152,6 @@ class MatteFollower:
             self._out = (alpha, coef, False)
             self.held += M is None
             return self._out
-        h, w = alpha.shape
-        warp = lambda x: cv2.warpAffine(x, M, (w, h), flags=cv2.INTER_LINEAR,  # noqa: E731
-                                        borderMode=cv2.BORDER_REPLICATE)
         self.moved += 1
-        self._out = (warp(alpha), None if coef is None else (warp(coef[0]), warp(coef[1])), True)
+        self._out = (move_by(alpha, M), None if coef is None else (move_by(coef[0], M), move_by(coef[1], M)), True)
         return self._out
