@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import subprocess
 import sys
 import tempfile
@@ -312,11 +313,14 @@ def rate_quality(rows, config: str | None, layers: dict) -> dict:
         cfg, hz = _reached(s, layers.get(name, {}), config)
         print(f"  {clip}: {name}: matte quality at {hz:g} Hz",
               file=sys.stderr)
+        # Long enough for four mattes at that rate (each is used a period after its frame): at 2 Hz a
+        # 1 s clip showed only the first matte, so only the model's first reading was measured.
+        frames = int(min(150, max(30, math.ceil(4 * 30 / max(hz, 0.1)))))
         matter = create_matter(cfg.matting)
         try:
             out[(clip, name)] = {"model": cfg.matting.model, "input_size": cfg.matting.input_size, "hz": hz,
-                                 "at_rate": moving_quality(cfg, hz, matter=matter),
-                                 "every_frame": moving_quality(cfg, 0.0, matter=matter)}
+                                 "at_rate": moving_quality(cfg, hz, matter=matter, frames=frames),
+                                 "every_frame": moving_quality(cfg, 0.0, matter=matter, frames=frames)}
         finally:
             matter.close()
     return out
