@@ -147,11 +147,17 @@ def recorded_ms(m) -> float:
     return rec.ms if rec is not None else 0.0
 
 
-def opening(m, budget: float | None, *, lite: bool) -> Opening:
+OTHER_CORES = 0.25  # capture and compositing at 720p30, the least measured (AMD EPYC Zen 5; 0.3 on Zen 3, more
+# on a slow Xeon): what :func:`opening` leaves them before it has measured anything
+
+
+def opening(m, budget: float | None, *, lite: bool, pixel_rate: float = 1280 * 720 * 30) -> Opening:
     """The rung to load first under ``budget``. The configured one, unless its measured cost says it
-    could not sustain :data:`FLOOR_HZ` within the budget even if nothing else ran: the ladder would
-    step down after its settle anyway, and meanwhile the heavier model's first seconds would cost the
-    mean (4 s of MODNet at 0.2 s a matte, on a slow AVX2 machine). Then the first rung below that
+    could not sustain :data:`FLOOR_HZ` within what the budget leaves after capture and compositing
+    (:data:`OTHER_CORES`, scaled to ``pixel_rate``, pixels a second): the ladder would step down after
+    its settle anyway, and meanwhile the heavier model's first seconds would cost the mean (4 s of
+    MODNet at 0.2 s a matte, on a slow AVX2 machine; `vcam demo` measured 0.69 cores under 0.6 when an
+    int8 MODNet at 192 looked affordable with nothing else counted). Then the first rung below that
     could (``build_parts`` still loads the configured model first, so its errors come at start). The
     ladder still starts from the configured model, so it can step back up."""
     if budget is None:
@@ -161,13 +167,15 @@ def opening(m, budget: float | None, *, lite: bool) -> Opening:
     if not ms:
         return Opening(m, m)
     floor = floor_for(m.max_hz or CEILING_HZ)
+    other = OTHER_CORES * pixel_rate / (1280 * 720 * 30)
     cores = lambda j: floor * ms / 1e3 * levels[j].cost / levels[i].cost  # noqa: E731
-    j = next((j for j in range(i, len(levels)) if cores(j) <= Governor.headroom * budget), len(levels) - 1)
+    j = next((j for j in range(i, len(levels)) if cores(j) + other <= Governor.headroom * budget), len(levels) - 1)
     if j == i:
         return Opening(m, m, ms)
     lv = levels[j]
     why = (f"started at {lv.label}: {levels[i].label} takes {ms:.0f} ms of CPU a matte here, so "
-           f"{floor:g} mattes/s would need {cores(i):.2f} of the {budget:g} cores")
+           f"{floor:g} mattes/s would need {cores(i):.2f} cores, and capture and compositing about "
+           f"{other:.2f}, of the {budget:g}")
     return Opening(replace(m, model=lv.model, input_size=lv.input_size), m, ms, why)
 
 

@@ -53,7 +53,8 @@ def build_parts(cfg: Config, *, sinks: list[Sink] | None = None, source: Source 
         opened.append(matter)
         if sinks is None:
             sinks = build_sinks(cfg.output, c.width, c.height, c.fps)
-        op = budget.opening(cfg.matting, cpu_budget, lite=budget.lite_available()) if cpu_budget else None
+        op = (budget.opening(cfg.matting, cpu_budget, lite=budget.lite_available(), pixel_rate=c.width * c.height * c.fps)
+              if cpu_budget else None)
         upgrade = None
         if op is not None and op.why:  # everything opened: the switch is the last step, and its line the last
             cheaper = create_matter(op.matting)
