@@ -97,3 +97,6 @@ def test_adaptive_averages_its_first_readings_instead_of_keeping_the_first():
     assert float((before - after).mean()) == pytest.approx(0.05, abs=1e-3)
     s.reset()
     assert float(s(wrong, guide).mean()) == 0.0 and float(s(right, guide).mean()) == pytest.approx(0.5, abs=1e-4)
+    small = guide[:8, :8]  # a new input size (the budget's ladder) starts the count again too
+    assert float(s(wrong[:8, :8], small).mean()) == 0.0
+    assert float(s(right[:8, :8], small).mean()) == pytest.approx(0.5, abs=1e-4)
