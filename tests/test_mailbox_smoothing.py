@@ -79,24 +79,3 @@ def test_adaptive_uses_image_motion():
     moved = np.roll(guide, 5, axis=1)
     step = np.zeros((16, 16), np.float32)
     assert np.abs(s(step, moved)).max() < 0.05
-
-
-def test_adaptive_averages_its_first_readings_instead_of_keeping_the_first():
-    """A model's unlucky first reading of a still picture is one sample: the next readings average with it
-    (a mean of n readings) until there are enough of them for ``strength``. Kept at 95 % instead, it
-    stayed for seconds at the 2-4 mattes/s a CPU budget gives."""
-    s = create(SmoothingConfig(kind="adaptive", strength=0.95))
-    guide = np.random.default_rng(1).integers(0, 256, (16, 16), dtype=np.uint8)
-    wrong, right = np.zeros((16, 16), np.float32), np.ones((16, 16), np.float32)
-    outs = [s(wrong, guide)] + [s(right, guide) for _ in range(4)]
-    assert [float(o.mean()) for o in outs] == pytest.approx([0, 1 / 2, 2 / 3, 3 / 4, 4 / 5], abs=1e-4)
-    for _ in range(40):  # then it settles to `strength`: a reading moves it by 5 %
-        s(right, guide)
-    before = s(right, guide)
-    after = s(wrong, guide)
-    assert float((before - after).mean()) == pytest.approx(0.05, abs=1e-3)
-    s.reset()
-    assert float(s(wrong, guide).mean()) == 0.0 and float(s(right, guide).mean()) == pytest.approx(0.5, abs=1e-4)
-    small = guide[:8, :8]  # a new input size (the budget's ladder) starts the count again too
-    assert float(s(wrong[:8, :8], small).mean()) == 0.0
-    assert float(s(right[:8, :8], small).mean()) == pytest.approx(0.5, abs=1e-4)

@@ -9,12 +9,6 @@ static, and follows at once where it changes by more than ``motion``:
 
 A scene cut (most of the matte changing at once) or a size change resets the
 state. The smoother owns its state buffer and hands out a fresh array each time.
-
-The adaptive filter's average starts as a plain mean of the readings it has (the
-second reading since the start counts half, the third a third, …) and only then
-settles to ``strength``: a first reading is one sample, not twenty. At the live
-rate a budget gives (2-4 mattes/s) a model's one unlucky first reading, kept at 95 %,
-used to stay for seconds wherever the picture did not change.
 """
 from __future__ import annotations
 
@@ -74,19 +68,9 @@ class AdaptiveSmoother(Smoother):
     new matte is taken as is. Without a guide it falls back to the matte's own change.
     """
 
-    _count: int = 0  # readings since the start or the last reset (0: only the first so far)
     scene_cut = 0.25  # mean image change (0..1) above which the old state is thrown away
     noise_floor = 3.0 / 255  # image change below this is noise (after a 3x3 average)
     motion_full = 10.0 / 255  # image change above this is certainly motion
-
-    def reset(self) -> None:
-        super().reset()
-        self._count = 0
-
-    def __call__(self, matte: np.ndarray, guide: np.ndarray | None = None) -> np.ndarray:
-        if self._state is None or self._state.shape != matte.shape:
-            self._count = 0  # a new start (a size change): the count starts again
-        return super().__call__(matte, guide)
 
     def _step(self, matte, guide):
         s = self._state
@@ -101,16 +85,11 @@ class AdaptiveSmoother(Smoother):
             self._guide = g
             if float(diff.mean()) > self.scene_cut:
                 s[...] = matte
-                self._count = 0
                 return
             # Motion spreads a little: a moving edge affects the matte beside it.
             diff = cv2.dilate(diff, np.ones((3, 3), np.uint8))
             keep = np.clip((self.motion_full - diff) * np.float32(1 / (self.motion_full - self.noise_floor)), 0.0, 1.0)
         keep *= np.float32(self.cfg.strength)
-        # A mean of the readings since the start until there are enough of them for `strength`: keep at
-        # most n / (n + 1) of a state that averages n readings.
-        n = self._count = (self._count or 1) + 1
-        np.minimum(keep, np.float32((n - 1) / n), out=keep)
         s += (1.0 - keep) * (matte - s)
 
 
