@@ -130,6 +130,21 @@ def test_a_call_that_alternates_still_and_moving_does_not_swing_the_ladder_each_
     assert gov.level.model == "modnet", m  # a long still stretch: the better model again
 
 
+def test_a_still_call_that_a_level_serves_keeps_it_though_it_could_not_serve_motion():
+    """MODNet at 224 sustains about 6 mattes/s here, below the floor of 8, and a still call asks for about 4:
+    the bucket holds an inference back now and then (a burst), which is no reason to fall to the lite model.
+    Before, every such hold-back counted, and the ladder swung between MODNet and lite every few seconds.
+    Motion (a matte asked for every frame) still takes it down, to a level that sustains the floor."""
+    levels, start = budget.ladder("modnet", 224, lite=True)
+    gov = budget.Governor(1.0, levels, start)
+    cost = lambda lv: 0.008 if lv.model == "lite" else 0.1 * lv.cost  # noqa: E731
+    mean, hz, moves, cpu = simulate(gov, 60, cost=cost, other=0.35, still_fraction=0.73)
+    assert 3 <= hz <= 5.5 and gov.level.model == "modnet" and "lite" not in moves, (hz, moves)
+    assert len(moves) <= 2, moves
+    _, hz, moves, _ = simulate(gov, 10, cost=cost, other=0.35, start=60, cpu=cpu)
+    assert moves and gov.sustained_hz() >= gov.floor and hz >= 7, (hz, moves)  # 192 (8.4 Hz) or lite
+
+
 def test_a_matting_rate_capped_below_the_floor_is_not_a_reason_to_step_down(monkeypatch):
     """`matting.max_hz 4`: the user asked for 4 mattes/s, so 4 sustained is enough; with the floor of 8
     every level would fail it and the ladder would fall to the lightest model."""

@@ -9,7 +9,8 @@ run the same decisions:
   reused matte (the picture was still) costs nothing, so a still call banks a little for the
   next movement, and the mean stays at the budget whatever the estimate's error: "everything
   else" is measured as the process's CPU minus the inferences' own.
-* when the bucket holds inferences back and sustains less than ``floor_hz``, the **ladder**
+* when the bucket holds inferences back much of the time (the picture asks for more mattes than
+  the level gives) and sustains less than ``floor_hz``, the **ladder**
   steps down (a smaller input, then a lighter model), in the order that loses least quality;
   when the mattes actually needed (a still picture needs few) would fit the level above, it
   steps back up. On moving people the rate matters as much as the model. Before the matte
@@ -186,6 +187,8 @@ class Governor:
 
     window = 2.0  # s: how fast the measured cores follow
     hold_down = 1.0  # s below floor_hz before stepping down
+    starve_window = 2.0  # s over which the bucket's hold-backs are measured (see starved)
+    starve_share = 0.5  # held back this share of it: the level cannot serve what the picture asks
     hold_up = 6.0  # s with room to spare before stepping up
     headroom = 0.97  # aim a little under the budget (the mean must not exceed it)
     max_gap_cap = 0.5  # s: an inference may always start this long after the last one, or sooner (max_gap)
@@ -215,6 +218,8 @@ class Governor:
         self.other = 0.0  # cores used by everything but inference, smoothed
         self._last_start = -1e9
         self._t_denied = -1e9  # when the bucket last held an inference back
+        self._held: collections.deque = collections.deque()  # (from, to) of hold-backs, merged, newest last
+        self._made: collections.deque = collections.deque()  # when each of the latest inferences ended (about)
         self._low_since = None
         self._demand: collections.deque = collections.deque()  # (time, inferences so far), for stepping up
         self._inferences = 0
@@ -358,6 +363,7 @@ class Governor:
             rate = self.matting_cores
             wait_tokens = -self.tokens / rate if rate > 0 else 0.25
             self._t_denied = now
+            self._hold_back(now, now + min(wait_tokens, 0.25))
         else:
             wait_tokens = 0.0
         wait = max(wait_rate, wait_tokens)
@@ -365,6 +371,30 @@ class Governor:
             self._last_start = now
             return 0.0
         return min(wait, 0.25)
+
+    def _hold_back(self, now: float, until: float) -> None:
+        if self._held and now <= self._held[-1][1]:
+            self._held[-1] = (self._held[-1][0], max(self._held[-1][1], until))
+        else:
+            self._held.append((now, until))
+        while self._held and self._held[0][1] < now - self.starve_window:
+            self._held.popleft()
+
+    def held_back_share(self, now: float) -> float:
+        """The share of the last :attr:`starve_window` seconds in which the bucket held inferences back."""
+        lo = now - self.starve_window
+        return sum(max(0.0, min(b, now) - max(a, lo)) for a, b in self._held) / self.starve_window
+
+    def wanted_hz(self, now: float) -> float:
+        """The mattes a second the picture asked for over the last :attr:`starve_window` s: those made, over
+        the share of the time the bucket did not hold them back (at most four times those made), up to the
+        ceiling. A fall goes to the best level below that gives this or the floor, whichever is less: a
+        still call held back now and then on MODNet at 256 needs 192, not the lite model a moving one needs."""
+        while self._made and self._made[0] < now - self.starve_window:
+            self._made.popleft()
+        made = len(self._made) / self.starve_window
+        wanted = made / max(0.25, 1.0 - self.held_back_share(now))
+        return min(wanted, self.ceiling_hz) if self.ceiling_hz else wanted
 
     def spent(self, cpu_s: float, inferred: bool = True, wall_s: float | None = None, *, upgrade: bool = False) -> None:
         """An inference (``inferred``) or a reuse check finished, having taken ``cpu_s`` of CPU and
@@ -384,13 +414,19 @@ class Governor:
         if wall_s is not None:
             self._wall = wall_s if not self._inferences else self._wall + 0.2 * (wall_s - self._wall)
         self._inferences += 1
+        t = self._t if self._t is not None else 0.0
+        self._made.append(t)
+        while self._made[0] < t - self.starve_window:
+            self._made.popleft()
 
     # --- the ladder ---------------------------------------------------------------------
     def decide(self, now: float) -> Level | None:
         """The level to switch to, or ``None`` to stay.
 
-        Down, while the budget holds inferences back and sustains less than :attr:`floor` here:
-        to the best level below that sustains it (the last one if none). Up, one level, when the
+        Down, while the budget holds inferences back for at least :attr:`starve_share` of the last
+        :attr:`starve_window` s and sustains less than :attr:`floor` here:
+        to the best level below that sustains it, or what the picture asked for if that is less
+        (:meth:`wanted_hz`; the last one if none). Up, one level, when the
         inferences actually needed over the last ``hold_up`` s (a still picture needs few) would
         fit the budget there with a fifth to spare, and not sooner after a fall from that level
         than its backoff (see :meth:`_move`)."""
@@ -404,16 +440,24 @@ class Governor:
             # while the rest leaves it a fair share (else the rest is what to blame: below_floor's case).
             self.over_model = True
         hz, floor = self.sustained_hz(), self.floor
-        starved = now - self._t_denied < 1.0
+        starved = now - self._t_denied < 1.0  # held back at all lately: no step up
+        # Down only while the picture asks for more than this level gives: held back for half the window.
+        # A single hold-back is not that: a call that needs 4 mattes/s of a level that sustains 6 is held
+        # back now and then (a burst, the bank reset by a move), and falling for it swung a still call
+        # between MODNet and lite every few seconds (10 moves a minute at 1.0 core on an AVX2 EPYC).
+        wanting = self.held_back_share(now) >= self.starve_share
         if self._t_moved is not None and now - self._t_moved > self.stable:
             self._falls.pop(self.index, None)  # this level has held: a later fall starts the backoff afresh
-        if hz < floor and starved and self.index < len(self.levels) - 1:
+        if hz < floor and wanting and self.index < len(self.levels) - 1:
             self._low_since = self._low_since or now
             if now - self._low_since >= self.hold_down:
                 below = range(self.index + 1, len(self.levels))
-                target = next((i for i in below if self.sustained_hz(i) >= floor), below[-1])
+                need = min(floor, self.wanted_hz(now))
+                target = next((i for i in below if self.sustained_hz(i) >= need), below[-1])
                 if self.matting_cores > 0:
-                    why = f"{hz:.1f} Hz fit the budget at {self.level.label}, below {floor:g} Hz"
+                    why = (f"{hz:.1f} Hz fit the budget at {self.level.label}, below {floor:g} Hz" if need >= floor else
+                           f"{hz:.1f} Hz fit the budget at {self.level.label}, below the {need:.1f} mattes/s "
+                           f"the picture asked for")
                 else:  # "0.0 Hz fit" would read as if nothing had been measured
                     why = (f"capture and compositing take {self.other:.2f} of the {self.budget:g} cores, which "
                            f"leaves nothing to fit the budget at {self.level.label}")
