@@ -339,3 +339,30 @@ def test_portrait_ensemble_outline_decides_the_side_and_keeps_the_narrow_softnes
     truth = mask > 127
     assert mask_iou(both >= 128, truth) > 0.97
     assert np.array_equal(s.alpha(img), both)  # what vcam remove writes
+
+
+def test_portrait_ensemble_interior_is_opaque_and_its_outline_unmoved():
+    """The guided filter dips along strong edges inside the person (the suit's seams, the held helmet's rim
+    on the shipped astronaut): each view had thin lines of α 0.85-0.92 there, which showed the new background
+    as faint lines. Away from the outline the ensemble's interior is opaque; the outline (α 0.5) and the
+    soft values near it are untouched."""
+    from vcam.core.frames import Frame
+    from vcam.engine import units
+    from vcam.imaging.alpha import INTERIOR_BAND, fill_interior
+    from vcam.offline import still
+
+    s = still.Session("modnet")
+    img = sample.portrait()
+    n = len(s.members)
+    soft, lines = units._views(s.members + s.tiebreakers, (s.compositor().refiner, s._outline()), Frame(img, 0, 0.0),
+                               True, None)
+    before = units.outlined(soft[:n], soft[n:], lines[:n], lines[n:])
+    after = s.alpha(img)  # what vcam remove writes
+    assert np.array_equal(after, fill_interior(before))
+    inside = (before >= 128).astype(np.uint8)
+    deep = cv2.distanceTransform(inside, cv2.DIST_L2, 3) > 2 * INTERIOR_BAND * min(img.shape[:2])
+    assert np.count_nonzero(before[deep] < 243) > 50  # the lines were there...
+    assert np.count_nonzero(after[deep] < 255) == 0  # ...and are gone
+    assert np.array_equal(after >= 128, before >= 128)  # the outline did not move
+    near = cv2.distanceTransform(inside, cv2.DIST_L2, 3) <= INTERIOR_BAND * min(img.shape[:2])
+    assert np.array_equal(after[near], before[near])  # nor did the soft edge

@@ -18,7 +18,7 @@ import numpy as np
 from ..core.frames import Composite, Frame, Matte
 from ..core.stats import Timings
 from ..errors import ModelError, VcamError
-from ..imaging.alpha import mask_iou
+from ..imaging.alpha import fill_interior, mask_iou
 from ..imaging.compositor import Compositor
 from ..imaging.follow import is_still, move_by, person_corners, similarity, track_gray
 from ..imaging.refine import Refiner, small_gray
@@ -471,15 +471,23 @@ def ensemble_alpha(members, refiner: Refiner, frame: Frame, *, tiebreakers=(), m
     (0.74 % → 1.13 % of the pixels far from them at α 5-60); used for the side alone, the haze stays
     where it was. The models run once either way.
 
+    Last, the interior is made opaque away from the outline (:func:`~vcam.imaging.alpha.fill_interior`).
+
     ``locks[i]``: held around a recurrent member (members, then tiebreakers)."""
     matters = [*members, *tiebreakers]
     n = len(members)
     if outline is None:
         views = ensemble_views(matters, refiner, frame, mirror=mirror, locks=locks)
-        return combine_views(views[:n], views[n:])
+        return fill_interior(combine_views(views[:n], views[n:]))
     soft, lines = _views(matters, (refiner, outline), frame, mirror, locks)
-    keep = kept_readers(soft[:n], soft[n:])  # one choice of readers for both: the outline only moves edges
-    alpha, line = combine_views(soft[:n], soft[n:], keep=keep), combine_views(lines[:n], lines[n:], keep=keep)
+    return fill_interior(outlined(soft[:n], soft[n:], lines[:n], lines[n:]))
+
+
+def outlined(soft: list, soft_ties: list, lines: list, line_ties: list) -> np.ndarray:
+    """The views refined narrowly (``soft``) and widely (``lines``), members' and tiebreakers', combined
+    with one choice of readers: the wide combination decides which side of α 0.5 a pixel is on."""
+    keep = kept_readers(soft, soft_ties)  # one choice of readers for both: the outline only moves edges
+    alpha, line = combine_views(soft, soft_ties, keep=keep), combine_views(lines, line_ties, keep=keep)
     return np.where((line >= 128) != (alpha >= 128), line, alpha)
 
 

@@ -29,6 +29,24 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return np.count_nonzero(a & b) / u if u else 1.0
 
 
+INTERIOR_BAND = 0.02  # of the picture's short side: how far inside the subject's outline alpha may stay below 1
+
+
+def fill_interior(alpha: np.ndarray, band: float = INTERIOR_BAND) -> np.ndarray:
+    """``alpha`` ([H, W] u8) with the subject's interior opaque: beyond ``band`` of the short side inside
+    the α 0.5 outline, alpha is eased to 255, fully so at twice that. The guided filter that carries a
+    matte to full resolution dips along strong edges *inside* the person (a suit's seam, a helmet's rim):
+    each view of the portrait ensemble had thin lines at α 0.85-0.92 there, through which a new background
+    showed as faint lines. Soft alpha belongs near the outline (hair, fur, motion blur); the outline itself,
+    hence IoU and boundary F, does not move."""
+    fg = (alpha >= 128).view(np.uint8) if alpha.dtype == np.bool_ else (alpha >= 128).astype(np.uint8)
+    if not fg.any():
+        return alpha
+    d = cv2.distanceTransform(fg, cv2.DIST_L2, 3)  # inside: the distance to the nearest pixel outside
+    w = np.clip(d * np.float32(1 / max(1.0, band * min(alpha.shape))) - 1, 0, 1)
+    return (alpha + w * (255 - alpha.astype(np.float32)) + 0.5).astype(np.uint8)
+
+
 def remove_islands(alpha: np.ndarray, min_fraction: float = 0.02) -> np.ndarray:
     """Drop blobs much smaller than the main subject (``--post-process``); soft edges are kept.
     ``alpha``: ``[H, W] u8``."""
