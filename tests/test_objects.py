@@ -16,7 +16,7 @@ import pytest
 from vcam import sample
 from vcam.cli import main
 from vcam.errors import ModelError
-from vcam.imaging.alpha import refine_band
+from vcam.imaging.alpha import INTERIOR_BAND, refine_band
 from vcam.models import store
 
 
@@ -113,6 +113,9 @@ def test_auto_routes_products_and_people(tmp_path, capsys, modnet_path, isnet_pa
     p = cv2.imread(str(tmp_path / "out" / "person.png"), cv2.IMREAD_UNCHANGED)[:, :, 3]
     assert min(p[y, x] for x, y in sample.PERSON_POINTS) > 200
     assert max(p[y, x] for x, y in sample.BACKGROUND_POINTS) < 40
+    for cut in (a, p):  # either path: opaque away from the outline (no see-through seams inside)
+        inside = cv2.distanceTransform((cut >= 128).astype(np.uint8), cv2.DIST_L2, 3)
+        assert np.all(cut[inside > 2 * INTERIOR_BAND * min(cut.shape)] == 255)
     # --only-mask (no composite, no foreground colours) writes the cutouts' own alpha
     assert main(["remove", str(folder), "-o", str(tmp_path / "masks"), "--only-mask"]) == 0
     assert np.array_equal(cv2.imread(str(tmp_path / "masks" / "mug.png"), cv2.IMREAD_GRAYSCALE), a)
