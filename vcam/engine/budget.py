@@ -187,7 +187,7 @@ class Governor:
 
     window = 2.0  # s: how fast the measured cores follow
     hold_down = 1.0  # s below floor_hz before stepping down
-    starve_window = 2.0  # s over which the bucket's hold-backs are measured (see starved)
+    starve_window = 2.0  # s over which the bucket's hold-backs are measured (see decide)
     starve_share = 0.5  # held back this share of it: the level cannot serve what the picture asks
     hold_up = 6.0  # s with room to spare before stepping up
     headroom = 0.97  # aim a little under the budget (the mean must not exceed it)
