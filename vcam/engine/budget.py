@@ -390,9 +390,7 @@ class Governor:
         the share of the time the bucket did not hold them back (at most four times those made), up to the
         ceiling. A fall goes to the best level below that gives this or the floor, whichever is less: a
         still call held back now and then on MODNet at 256 needs 192, not the lite model a moving one needs."""
-        while self._made and self._made[0] < now - self.starve_window:
-            self._made.popleft()
-        made = len(self._made) / self.starve_window
+        made = sum(t >= now - self.starve_window for t in self._made) / self.starve_window  # spent() trims it
         wanted = made / max(0.25, 1.0 - self.held_back_share(now))
         return min(wanted, self.ceiling_hz) if self.ceiling_hz else wanted
 

@@ -1,4 +1,5 @@
-"""Alpha matting for stills: closed-form matting (pymatting) in a trimap band, and island removal.
+"""Alpha matting for stills: closed-form matting (pymatting) in a trimap band, an opaque interior, and
+island removal.
 
 Stills can afford what the live path cannot: pymatting's closed-form alpha and its
 foreground estimation (``vcam remove --alpha-matting``, prompts whose subject SAM alone
@@ -39,7 +40,7 @@ def fill_interior(alpha: np.ndarray, band: float = INTERIOR_BAND) -> np.ndarray:
     each view of the portrait ensemble had thin lines at α 0.85-0.92 there, through which a new background
     showed as faint lines. Soft alpha belongs near the outline (hair, fur, motion blur); the outline itself,
     hence IoU and boundary F, does not move."""
-    fg = (alpha >= 128).view(np.uint8) if alpha.dtype == np.bool_ else (alpha >= 128).astype(np.uint8)
+    fg = (alpha >= 128).view(np.uint8)
     if not fg.any():
         return alpha
     d = cv2.distanceTransform(fg, cv2.DIST_L2, 3)  # inside: the distance to the nearest pixel outside
