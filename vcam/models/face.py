@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import ModelError
 from . import store
-from .matting.lite import _interpreter_class, _quiet_first
+from .matting.lite import interpreter_class, quiet_first
 
 SIZE = 192  # the model's input side
 MIN_SCORE = 0.5  # MediaPipe's own threshold for this model
@@ -34,10 +34,14 @@ class FaceFinder:
             if found is None:
                 raise ModelError("the face model is not cached: run `vcam models pull lite`")
             path = str(found)
-        Interpreter = _interpreter_class()
+        Interpreter = interpreter_class()
+        def make():
+            it = Interpreter(model_path=path, num_threads=1)
+            it.allocate_tensors()  # (where LiteRT says it made its XNNPACK delegate: quiet_first keeps that off stderr)
+            return it
+
         try:
-            self._it = _quiet_first(lambda: Interpreter(model_path=path, num_threads=1))
-            self._it.allocate_tensors()
+            self._it = quiet_first(make)
         except (ValueError, RuntimeError) as e:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
             raise ModelError(f"cannot load the face model {path} ({first}): run `vcam models pull lite --force`") from None

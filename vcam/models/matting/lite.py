@@ -54,7 +54,7 @@ EDGE = 0.6
 SQUARE_EDGE = 0.5
 
 
-def _interpreter_class():
+def interpreter_class():
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -69,7 +69,7 @@ _FIRST = threading.Lock()
 _first_done = False
 
 
-def _quiet_first(make):
+def quiet_first(make):
     """``make()``, for the process's first LiteRT interpreter with file descriptor 2 captured: LiteRT's C++
     prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." there, once a process, on every
     command that uses the lite model. Anything else written meanwhile (another thread's log) is passed
@@ -120,7 +120,7 @@ class LiteMatter(Matter):
             log.info("lite: upright frames use the landscape model (the square one is not cached: "
                      "`vcam models pull lite` adds it)")
         self.square_path = None if square is None else str(square)
-        self._Interpreter = _interpreter_class()
+        self._Interpreter = interpreter_class()
         self._local = threading.local()  # one interpreter per thread and shape: LiteRT's are not thread-safe
         # Load now, so a bad file fails at start, not in the matting thread. The square file was checked by
         # its sha256 (store.companion); its interpreter is made by the first upright frame of each thread.
@@ -133,7 +133,7 @@ class LiteMatter(Matter):
         if loc is None:
             path, shape = (self.square_path, (SQUARE, SQUARE)) if square else (self.path, (H, W))
             try:
-                it = _quiet_first(lambda: self._allocated(path))
+                it = quiet_first(lambda: self._allocated(path))
             except (ValueError, RuntimeError) as e:
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
                 raise ModelError(f"cannot load the lite model {path} ({first}): it is corrupt; "
