@@ -174,7 +174,7 @@ def check_models() -> list[Check]:
                        "it in the background, or now: `vcam models pull lite`" if budget.lite_runtime()
                        else "needs LiteRT: pip install 'vcam[lite]', then `vcam models pull lite`")
             elif store.owner(s.name) == "lite":
-                how = "part of lite, for upright frames: `vcam models pull lite` adds it"
+                how = f"{s.about}; `vcam models pull lite` adds it"  # "part of lite: ..."
             else:
                 how = f"fetched on first use, or `vcam models pull {store.owner(s.name)}`"
             out.append(Check(None, f"model {s.name}: not cached ({how})"))
