@@ -133,6 +133,8 @@ class Session:
                                    outline=self._outline())
             return (alpha, None, None) if alpha_only else (alpha, comp.compose(frame.image, alpha), bgr)
         if self.band is None:
+            if segmented is not None:  # (--fast's object path: the mask is the answer)
+                return (segmented, None, None) if alpha_only else (segmented, comp.compose(frame.image, segmented), bgr)
             out = comp.render(frame, still_matte(self.matter, comp.refiner, frame), keep_alpha=True)
             return (out.alpha, None, None) if alpha_only else (out.alpha, out.image, bgr)
         mask = self.segment(bgr, compositor_cfg) if segmented is None else segmented
