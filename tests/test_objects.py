@@ -190,6 +190,21 @@ def test_auto_takes_the_whole_subject_where_the_portrait_models_cut_it_short(mon
     assert s.why.startswith("portrait path"), s.why
 
 
+def test_face_model_that_is_not_one_names_the_fix(tmp_path):
+    """A corrupt file, or another model in the face model's place, fails at load with one line naming the
+    command that fetches it again."""
+    pytest.importorskip("ai_edge_litert")
+    from vcam.models.face import FaceFinder
+
+    junk = tmp_path / "face.tflite"
+    junk.write_bytes(b"not a model" * 100)
+    with pytest.raises(ModelError, match="vcam models pull lite --force"):
+        FaceFinder(str(junk))
+    square = store.pull("lite").parent / store.spec("lite-square").filename
+    with pytest.raises(ModelError, match="not the full-range face model.*vcam models pull lite --force"):
+        FaceFinder(str(square))
+
+
 def test_auto_api_and_model_path_needs_a_model(tmp_path, capsys, isnet_path):
     import vcam
 
