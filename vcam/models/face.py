@@ -7,7 +7,7 @@ cut off the rest (a lion's body, on the development photos). A human face is wha
 fake: on the 400 development portraits its score is at least 0.57, on the 13 animals at most 0.22.
 
 Only the best score is needed, so the boxes are not decoded beyond their anchors (no
-non-maximum suppression): one inference of about 3 ms on one core.
+non-maximum suppression): 6-11 ms a picture on one core, most of it shrinking a large photo.
 """
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ class FaceFinder:
                 raise ModelError("the face model is not cached: run `vcam models pull lite`")
             path = str(found)
         Interpreter = interpreter_class()
+
         def make():
             it = Interpreter(model_path=path, num_threads=1)
             it.allocate_tensors()  # (where LiteRT says it made its XNNPACK delegate: quiet_first keeps that off stderr)

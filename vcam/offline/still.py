@@ -135,9 +135,9 @@ class Session:
         if self.band is None:
             if segmented is not None:  # (--fast's object path: the mask is the answer)
                 return (segmented, None, None) if alpha_only else (segmented, comp.compose(frame.image, segmented), bgr)
-            out = comp.render(frame, still_matte(self.matter, comp.refiner, frame), keep_alpha=True)
+            out = self._render(comp, frame)
             return (out.alpha, None, None) if alpha_only else (out.alpha, out.image, bgr)
-        mask = self.segment(bgr, compositor_cfg) if segmented is None else segmented
+        mask = self._render(comp, frame).alpha if segmented is None else segmented
         alpha, fg = refine_band(frame.image, mask, self.band, foreground=not alpha_only)
         # The mask decides *what* the subject is, the band *how soft* its edge is: the matting may thin the
         # subject (gaps, fur against the sky) but not carry its solid part past the mask's outline, where a
@@ -153,9 +153,11 @@ class Session:
         """A segmentation model's mask before its boundary band is matted: the model's matte refined
         against the picture as the live path does, ``[H, W] u8`` (``AutoSession`` compares it with the
         portrait path's before paying for the band)."""
-        comp = self.compositor(compositor_cfg)
-        frame = Frame(np.ascontiguousarray(bgr), 0, 0.0)
-        return comp.render(frame, still_matte(self.matter, comp.refiner, frame), keep_alpha=True).alpha
+        return self._render(self.compositor(compositor_cfg), Frame(np.ascontiguousarray(bgr), 0, 0.0)).alpha
+
+    def _render(self, comp: Compositor, frame: Frame):
+        """The live path on one picture: the model's matte, refined and composited (alpha kept)."""
+        return comp.render(frame, still_matte(self.matter, comp.refiner, frame), keep_alpha=True)
 
     def _outline(self) -> Refiner | None:
         """This thread's outline refiner for the portrait ensemble (see ``ensemble_alpha``), or None."""
