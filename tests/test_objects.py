@@ -273,6 +273,12 @@ def test_object_model_runtime_checked_once_per_machine(tmp_path, monkeypatch, is
                             and c.truth_loss <= precision.MAX_TRUTH_LOSS), c
     assert best.ok and best.ms == min(c.ms for c in cands if c.ok)
 
+    # the CPU a reading takes, which decides whether the object path affords the mirror view
+    assert rec["threads"] >= 1
+    cpu = precision.cpu_seconds("isnet", isnet_path, best.runtime, best.precision)
+    assert cpu == pytest.approx(best.ms * rec["threads"] / 1e3, rel=0.01)
+    assert precision.cpu_seconds("isnet", tmp_path / "another.onnx", best.runtime, best.precision) is None
+
     calls = []
     monkeypatch.setattr(precision, "check_still_model", lambda cfg: calls.append(cfg) or (best, cands))
     s = Session("isnet")
@@ -284,3 +290,48 @@ def test_object_model_runtime_checked_once_per_machine(tmp_path, monkeypatch, is
     assert len(calls) == 1  # unreadable: checked again
     ort = Session("isnet", cfg=Config().replace(matting={"runtime": "onnxruntime"}))
     assert ort.matter.session.get_providers()[0] == "CPUExecutionProvider" and len(calls) == 1
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return np.count_nonzero((a >= 128) & (b >= 128)) / max(1, np.count_nonzero((a >= 128) | (b >= 128)))
+
+
+def test_object_path_reads_the_mirror_image_where_the_machine_affords_it(monkeypatch, isnet_path):
+    """IS-Net is not mirror-symmetric: one reading may drop a part the other keeps. With the mirror
+    view combined, a picture and its mirror image get mirror-image cutouts, where without it they
+    differ; `still_object_mirror: auto` turns it on where this machine's measured IS-Net speed fits
+    two readings in 3 s a picture, off where it does not or was never measured."""
+    import os
+
+    from vcam.config import Config
+    from vcam.models.matting import precision
+    from vcam.offline.still import Session, mirror_objects
+
+    img, truth = sample.full_body()
+    flipped = np.ascontiguousarray(img[:, ::-1])
+    cuts = {}
+    for mode in ("on", "off"):
+        s = Session("isnet", cfg=Config().replace(matting={"still_object_mirror": mode}))
+        try:
+            cuts[mode] = s.alpha(img), cv2.flip(s.alpha(flipped), 1)
+        finally:
+            s.close()
+    a, b = cuts["on"]
+    assert _iou(a, b) > 0.999 and np.abs(a.astype(int) - b).mean() < 0.2
+    assert _iou(*cuts["off"]) < 0.99  # one reading alone: the two cutouts differ
+    assert _iou(a, truth) > 0.88
+
+    s = Session("isnet", fast=True)  # a loaded matter to judge; --fast itself never mirrors
+    m = Config().matting
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(precision, "cpu_seconds", lambda *a: 0.9)
+    on, why = mirror_objects(m, s.matter)
+    assert on and "fit 3 s a picture on 2 cores" in why, why
+    monkeypatch.setattr(precision, "cpu_seconds", lambda *a: 2.6)
+    on, why = mirror_objects(m, s.matter)
+    assert not on and "do not fit" in why, why
+    monkeypatch.setattr(precision, "cpu_seconds", lambda *a: None)
+    on, why = mirror_objects(m, s.matter)
+    assert not on and "not measured" in why, why
+    assert mirror_objects(replace(m, still_object_mirror="on"), s.matter)[0]
+    s.close()

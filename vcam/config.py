@@ -48,6 +48,11 @@ class MattingConfig:
     still_ensemble: bool = _f(True, doc="stills' portrait path (not --fast): MODNet and RVM, each on the picture and "
                               "its mirror image, averaged, the lite model breaking ties (about 3x MODNet's time a "
                               "picture; better edges)")
+    still_object_mirror: str = _f("auto", choices=("auto", "on", "off"), switch=("on", "off"),
+                                  doc="stills' object path (not --fast): IS-Net also reads the mirror image and the two "
+                                      "readings are combined (a part one reading drops, the other keeps; twice IS-Net's "
+                                      "time). 'auto': where this machine's measured IS-Net speed fits both within 3 s a "
+                                      "picture on its cores (a GPU: always)")
     threads: int = _f(1, lo=0, hi=256, doc="onnxruntime intra-op threads (0: onnxruntime decides)")
     providers: str = _f("auto", doc="onnxruntime execution providers, comma-separated, or 'auto' (TensorRT, CUDA, then CPU)")
     runtime: str = _f("auto", choices=("auto", "onnxruntime", "openvino"),

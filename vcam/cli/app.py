@@ -15,6 +15,7 @@ from pathlib import Path
 from .. import __version__
 from .. import config as config_mod
 from ..core import imagefile
+from ..core.memory import avoid_hugepage_stalls
 from ..errors import ConfigError, VcamError
 from ..imaging.background import look_keys
 from ..models import store
@@ -316,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
     _setup_logging("info")
+    avoid_hugepage_stalls()
     module, takes_cfg = SUBCOMMANDS[a.command]
     try:
         command = importlib.import_module(f"{__package__}.{module}")

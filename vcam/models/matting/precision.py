@@ -339,12 +339,13 @@ def _read_record() -> dict:
         return {}  # none yet, or unreadable: checked again and rewritten
 
 
-def _write_record(model: str, path: Path, best: Candidate, cands: list[Candidate]) -> None:
+def _write_record(model: str, path: Path, best: Candidate, cands: list[Candidate], threads: int = 1) -> None:
     import json
 
     data = _read_record()
     data[model] = {"runtime": best.runtime, "precision": best.precision, "ms": round(best.ms, 1), "why": best.why,
-                   "signature": _signature(path), "candidates": [dataclasses.asdict(c) for c in cands]}
+                   "threads": int(threads), "signature": _signature(path),
+                   "candidates": [dataclasses.asdict(c) for c in cands]}
     try:
         rec = _record_path()
         rec.parent.mkdir(parents=True, exist_ok=True)
@@ -467,8 +468,25 @@ def check_still_model(cfg, frames: list[np.ndarray] | None = None) -> tuple[Cand
     best = min((c for c in cands if c.ok), key=lambda c: c.ms)
     if best is not cands[0]:
         best.why = f"{cands[0].ms / best.ms:.2f}x faster than onnxruntime fp32, mattes agree (worst IoU {best.iou:.4f})"
-    _write_record(cfg.model, store.resolve(cfg.model, cfg.model_path), best, cands)
+    _write_record(cfg.model, store.resolve(cfg.model, cfg.model_path), best, cands,
+                  threads=base.threads or os.cpu_count() or 1)
     return best, cands
+
+
+def cpu_seconds(model: str, path: Path, rt: str, prec: str) -> float | None:
+    """CPU seconds one inference of ``model`` (the file at ``path``) takes on ``rt``/``prec`` on this
+    machine, from its recorded runtime check (wall time × the threads it ran on); None where no check
+    of this machine, these versions and this file measured it."""
+    rec = _read_record().get(model)
+    if not isinstance(rec, dict) or rec.get("signature") != _signature(path):
+        return None
+    try:
+        ms = next(float(c["ms"]) for c in rec.get("candidates", [])
+                  if c.get("runtime") == rt and c.get("precision") == prec and c.get("ok") and c.get("ms"))
+        threads = int(rec.get("threads", 1))  # a record from before it was kept: the stills' one thread
+    except (StopIteration, KeyError, TypeError, ValueError):
+        return None
+    return ms * max(1, threads) / 1e3
 
 
 def _record_lock():
