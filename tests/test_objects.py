@@ -278,6 +278,10 @@ def test_object_model_runtime_checked_once_per_machine(tmp_path, monkeypatch, is
     cpu = precision.cpu_seconds("isnet", isnet_path, best.runtime, best.precision)
     assert cpu == pytest.approx(best.ms * rec["threads"] / 1e3, rel=0.01)
     assert precision.cpu_seconds("isnet", tmp_path / "another.onnx", best.runtime, best.precision) is None
+    from vcam.offline.still import mirror_fits  # what `vcam bench --auto` prints from it
+
+    on, why = mirror_fits("isnet", isnet_path, best.runtime, best.precision)
+    assert f"two readings at {cpu:.1f} s of CPU each" in why and on == ("do not fit" not in why), why
 
     calls = []
     monkeypatch.setattr(precision, "check_still_model", lambda cfg: calls.append(cfg) or (best, cands))

@@ -196,8 +196,14 @@ def check_stills() -> dict | None:
     for c in cands:
         print(f"| isnet | {c.runtime} | {c.precision} | {c.ms / 1e3:.2f} | {c.iou:.4f} | {c.mae:.4f} | {c.truth_loss:.3f} | "
               f"{'yes' if c is best else 'no'}{'' if c.ok else ': ' + c.why} |")
-    print(f"\nstills: isnet on {best.label} ({best.why})\n")
-    return {"model": "isnet", "runtime": best.runtime, "precision": best.precision, "why": best.why}
+    print(f"\nstills: isnet on {best.label} ({best.why})")
+    from ..offline.still import mirror_fits
+
+    mirror, mirror_why = mirror_fits("isnet", store.resolve("isnet", fetch=False), best.runtime, best.precision)
+    print(f"stills: the object path {'also reads' if mirror else 'does not read'} each picture's mirror image "
+          f"with matting.still_object_mirror: auto ({mirror_why})\n")
+    return {"model": "isnet", "runtime": best.runtime, "precision": best.precision, "why": best.why,
+            "mirror": mirror, "mirror_why": mirror_why}
 
 
 def auto(size, fps, seconds, config, min_hz: float = 10.0, base: dict | None = None) -> tuple[dict, list, str]:

@@ -31,7 +31,7 @@ from ..config import CompositorConfig, Config
 from ..errors import ModelError
 from ..core.frames import Frame
 from ..core.memory import avoid_hugepage_stalls
-from ..engine.units import ensemble_alpha, still_matte
+from ..engine.units import ensemble_alpha, read_still, still_matte
 from ..imaging.alpha import AlphaMatting, BandRefine, closed_form_alpha, fill_interior, refine_band, remove_islands
 from ..imaging.background import look_keys
 from ..imaging.compositor import Compositor
@@ -93,20 +93,28 @@ def mirror_objects(m, matter) -> tuple[bool, str]:
     where the runtime check's measured CPU per reading (:func:`~vcam.models.matting.precision.cpu_seconds`)
     lets two readings and the rest of the picture fit :data:`OBJECT_SECONDS` on this machine's cores
     (an AVX2-only AMD EPYC with 2 cores: 2 × 1.9 s of int8 IS-Net + 2 s on 2 cores, 2.9 s: on,
-    measured 2.9 s a picture over a folder; a single core: off). Where the speed is not measured (``matting.runtime`` set by hand and never
-    checked), off. Readings on the development objects: IoU / BF 0.9772 / 0.9692 → 0.9796 / 0.9777."""
+    measured 2.9 s a picture over a folder; a single core: off). Where the speed is not measured
+    (``matting.runtime`` set by hand and never checked), off. Two readings on the development
+    objects: IoU / BF 0.9772 / 0.9692 → 0.9796 / 0.9777."""
     if m.still_object_mirror != "auto":
         return m.still_object_mirror == "on", f"matting.still_object_mirror: {m.still_object_mirror}"
     from ..models.matting import GPU_PROVIDERS
-    from ..models.matting.precision import cpu_seconds
 
     session = getattr(matter, "session", None)
     providers = session.get_providers() if session is not None else []
-    if any(p in GPU_PROVIDERS for p in providers):
+    return mirror_fits(matter.name, getattr(matter, "path", None), matter.cfg.runtime, matter.cfg.precision,
+                       gpu=any(p in GPU_PROVIDERS for p in providers))
+
+
+def mirror_fits(model: str, path, rt: str, prec: str, *, gpu: bool = False) -> tuple[bool, str]:
+    """:func:`mirror_objects`' 'auto' for ``model`` (the file at ``path``) on ``rt``/``prec``: ``(on, why)``."""
+    from ..models.matting.precision import cpu_seconds
+
+    if gpu:
         return True, "on a GPU"
-    cpu = cpu_seconds(matter.name, getattr(matter, "path", None), matter.cfg.runtime, matter.cfg.precision)
+    cpu = cpu_seconds(model, path, rt, prec)
     if cpu is None:
-        return False, f"its speed on {matter.cfg.runtime} {matter.cfg.precision} is not measured on this machine"
+        return False, f"its speed on {rt} {prec} is not measured on this machine"
     cores = os.cpu_count() or 1
     est = (2 * cpu + OBJECT_REST_CPU) / cores
     fits = "fit" if est <= OBJECT_SECONDS else "do not fit"
@@ -148,7 +156,7 @@ class Session:
         self._mirror = None
         if self.band is not None and self.matter.stateless:
             on, why = mirror_objects(self.cfg.matting, self.matter)
-            log.info("%s %s its mirror image (%s)", name, "also reads" if on else "does not read", why)
+            log.debug("%s %s its mirror image (%s)", name, "also reads" if on else "does not read", why)
             if on and m.workers == 1:
                 self._mirror = True
             elif on:
@@ -165,12 +173,12 @@ class Session:
         return _thread_compositor(self._local, self.cfg, compositor_cfg)
 
     def run(self, bgr: np.ndarray, compositor_cfg: CompositorConfig | None = None, *, alpha_only: bool = False,
-            segmented: np.ndarray | None = None):
+            raw: np.ndarray | None = None):
         """The live path on one image, plus the band refinement of segmentation models:
         ``(alpha [H, W] u8, composite [H, W, 3] u8 BGR, foreground [H, W, 3] u8 BGR)``.
         ``alpha_only`` (a mask is all the caller wants): the composite and foreground are ``None``,
-        and the band's foreground colours are not estimated. ``segmented``: :meth:`segment`'s mask
-        of this picture, if the caller already has it."""
+        and the band's foreground colours are not estimated. ``raw``: :meth:`read`'s reading of this
+        picture, if the caller already has it."""
         comp = self.compositor(compositor_cfg)
         frame = Frame(np.ascontiguousarray(bgr), 0, 0.0)
         if self.members:
@@ -178,11 +186,9 @@ class Session:
                                    outline=self._outline())
             return (alpha, None, None) if alpha_only else (alpha, comp.compose(frame.image, alpha), bgr)
         if self.band is None:
-            if segmented is not None:  # (--fast's object path: the mask is the answer)
-                return (segmented, None, None) if alpha_only else (segmented, comp.compose(frame.image, segmented), bgr)
-            out = self._render(comp, frame)
+            out = self._render(comp, frame, raw)
             return (out.alpha, None, None) if alpha_only else (out.alpha, out.image, bgr)
-        mask = self._render(comp, frame).alpha if segmented is None else segmented
+        mask = self._render(comp, frame, raw).alpha
         alpha, fg = refine_band(frame.image, mask, self.band, foreground=not alpha_only)
         # The mask decides *what* the subject is, the band *how soft* its edge is: the matting may thin the
         # subject (gaps, fur against the sky) but not carry its solid part past the mask's outline, where a
@@ -194,15 +200,24 @@ class Session:
     def alpha(self, bgr: np.ndarray) -> np.ndarray:
         return self.run(bgr, alpha_only=True)[0]
 
-    def segment(self, bgr: np.ndarray, compositor_cfg: CompositorConfig | None = None) -> np.ndarray:
+    def read(self, bgr: np.ndarray, *, mirror: bool = True, first: np.ndarray | None = None) -> np.ndarray:
+        """The model's reading of the picture ``[h, w] f32``, with its mirror image's where this session
+        reads both and ``mirror`` (see :func:`~vcam.engine.units.still_matte`). ``first``: the reading
+        of the picture alone (``mirror=False``), if made: only the mirror image is read then."""
+        return read_still(self.matter, np.ascontiguousarray(bgr), mirror=self._mirror if mirror else None, first=first)
+
+    def segment(self, bgr: np.ndarray, compositor_cfg: CompositorConfig | None = None, *,
+                raw: np.ndarray | None = None) -> np.ndarray:
         """A segmentation model's mask before its boundary band is matted: the model's matte refined
         against the picture as the live path does, ``[H, W] u8`` (``AutoSession`` compares it with the
-        portrait path's before paying for the band)."""
-        return self._render(self.compositor(compositor_cfg), Frame(np.ascontiguousarray(bgr), 0, 0.0)).alpha
+        portrait path's before paying for the band). ``raw``: :meth:`read`'s reading, if made."""
+        return self._render(self.compositor(compositor_cfg), Frame(np.ascontiguousarray(bgr), 0, 0.0), raw).alpha
 
-    def _render(self, comp: Compositor, frame: Frame):
-        """The live path on one picture: the model's matte, refined and composited (alpha kept)."""
-        return comp.render(frame, still_matte(self.matter, comp.refiner, frame, mirror=self._mirror), keep_alpha=True)
+    def _render(self, comp: Compositor, frame: Frame, raw: np.ndarray | None = None):
+        """The live path on one picture: the model's matte (``raw``: its reading, if made), refined and
+        composited (alpha kept)."""
+        matte = still_matte(self.matter, comp.refiner, frame, mirror=self._mirror, raw=raw)
+        return comp.render(frame, matte, keep_alpha=True)
 
     def _outline(self) -> Refiner | None:
         """This thread's outline refiner for the portrait ensemble (see ``ensemble_alpha``), or None."""
@@ -353,12 +368,14 @@ class AutoSession:
             if self.faces.seen(bgr):
                 why += ", a face"
             else:
-                seg = self.objects.segment(bgr, compositor_cfg)
-                cut = self.cut_short(out[0], seg)
+                # One reading decides (the check is coarse); the mirror image is read only for the object path.
+                first = self.objects.read(bgr, mirror=False)
+                cut = self.cut_short(out[0], self.objects.segment(bgr, compositor_cfg, raw=first))
                 if cut is not None:
                     self._local.why = (f"object path (IS-Net + edge matting): {why}, but no face, and the portrait "
                                        f"models cut off {cut:.0%} of the subject IS-Net sees")
-                    return self.objects.run(bgr, compositor_cfg, alpha_only=alpha_only, segmented=seg)
+                    return self.objects.run(bgr, compositor_cfg, alpha_only=alpha_only,
+                                            raw=self.objects.read(bgr, first=first))
                 why += ", no face, and IS-Net sees no more of the subject"
         self._local.why = "portrait path (MODNet): " + why
         return out
