@@ -436,8 +436,8 @@ def flips(matter) -> bool:
 def still_matte(matter, refiner: Refiner, frame: Frame, *, mirror=None, raw: np.ndarray | None = None) -> Matte:
     """The matte of one independent image: no order, no temporal state, the same refinement fit.
 
-    ``mirror`` (an executor, for a stateless matter): the matter also reads the mirror image, on
-    another thread while this one reads the picture, and the two readings are combined as the
+    ``mirror`` (for a stateless matter; ``True``, or an executor that reads it on another thread while
+    this one reads the picture): the matter also reads the mirror image, and the two readings are combined as the
     portrait ensemble's views are (:func:`_combine`: their mean where they are unsure; where each is
     sure but they disagree, a vote, which for two readings is the surer one's). IS-Net, the stills'
     object model, is not mirror-symmetric: one reading of a picture may drop a part the other keeps (on
