@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import os
 
-_DONE = False
-
 
 def avoid_hugepage_stalls() -> None:
     """Stop numpy asking the kernel for transparent huge pages on each large array.
@@ -15,10 +13,8 @@ def avoid_hugepage_stalls() -> None:
     1 MP picture, took 0.5-3.7 s right after IS-Net, up to 2.2 s of it in the kernel; without the
     madvise, 0.4-0.55 s every time. Called by every ``vcam`` command and by the stills sessions; a
     ``NUMPY_MADVISE_HUGEPAGE`` set in the environment is the user's choice and is kept."""
-    global _DONE
-    if _DONE or "NUMPY_MADVISE_HUGEPAGE" in os.environ:
+    if "NUMPY_MADVISE_HUGEPAGE" in os.environ:
         return
-    _DONE = True
     try:
         from numpy._core.multiarray import _set_madvise_hugepage
     except ImportError:  # numpy 1.x

@@ -436,8 +436,8 @@ def flips(matter) -> bool:
 def still_matte(matter, refiner: Refiner, frame: Frame, *, mirror=None, raw: np.ndarray | None = None) -> Matte:
     """The matte of one independent image: no order, no temporal state, the same refinement fit.
 
-    ``mirror`` (for a stateless matter; ``True``, or an executor that reads it on another thread while
-    this one reads the picture): the matter also reads the mirror image, and the two readings are combined as the
+    ``mirror`` (an executor, for a stateless matter): the matter also reads the mirror image, on another
+    thread while this one reads the picture, and the two readings are combined as the
     portrait ensemble's views are (:func:`_combine`: their mean where they are unsure; where each is
     sure but they disagree, a vote, which for two readings is the surer one's). IS-Net, the stills'
     object model, is not mirror-symmetric: one reading of a picture may drop a part the other keeps (on
@@ -454,20 +454,12 @@ def still_matte(matter, refiner: Refiner, frame: Frame, *, mirror=None, raw: np.
 
 def read_still(matter, image: np.ndarray, *, mirror=None, first: np.ndarray | None = None) -> np.ndarray:
     """``matter``'s reading of ``image`` ``[h, w] f32``, combined with its reading of the mirror image
-    where ``mirror`` is given (see :func:`still_matte`: ``True`` reads both on this thread, an executor
-    reads the mirror image on another). ``first``: the reading of ``image`` alone, if already made."""
+    where ``mirror`` (an executor, see :func:`still_matte`) is given. ``first``: the reading of
+    ``image`` alone, if already made."""
     matter.reset()
-    if mirror is None:
-        return matter.infer(image) if first is None else first
-    flip = np.ascontiguousarray(image[:, ::-1])
-    if first is not None or mirror is True:
-        first = matter.infer(image) if first is None else first
-        flipped = matter.infer(flip)
-    else:
-        job = mirror.submit(matter.infer, flip)
-        first = matter.infer(image)
-        flipped = job.result()
-    return _combine(np.stack([first, flipped[:, ::-1]]), raw=True)
+    flipped = None if mirror is None else mirror.submit(matter.infer, np.ascontiguousarray(image[:, ::-1]))
+    first = matter.infer(image) if first is None else first
+    return first if flipped is None else _combine(np.stack([first, flipped.result()[:, ::-1]]), raw=True)
 
 
 def ensemble_alpha(members, refiner: Refiner, frame: Frame, *, tiebreakers=(), mirror: bool = True,

@@ -157,10 +157,8 @@ class Session:
         if self.band is not None and self.matter.stateless:
             on, why = mirror_objects(self.cfg.matting, self.matter)
             log.debug("%s %s its mirror image (%s)", name, "also reads" if on else "does not read", why)
-            if on and m.workers == 1:
-                self._mirror = True
-            elif on:
-                self._mirror = ThreadPoolExecutor(max_workers=max(1, m.workers), thread_name_prefix=f"vcam-{name}-mirror")
+            if on:  # a thread per picture at once: each reads its mirror image beside it
+                self._mirror = ThreadPoolExecutor(max_workers=m.workers, thread_name_prefix=f"vcam-{name}-mirror")
         self.why = ""  # why this path was taken (AutoSession); empty for a fixed model
         self._local = threading.local()
 
@@ -229,7 +227,7 @@ class Session:
         return self._local.outline
 
     def close(self) -> None:
-        if isinstance(self._mirror, ThreadPoolExecutor):
+        if self._mirror is not None:
             self._mirror.shutdown(wait=True)
         self.matter.close()
         for m in self.members[1:] + self.tiebreakers:

@@ -356,11 +356,17 @@ def _write_record(model: str, path: Path, best: Candidate, cands: list[Candidate
         log.warning("cannot record the runtime choice in %s (%s): it is checked again next time", _record_path(), e)
 
 
+def _record_of(model: str, path: Path | None) -> dict | None:
+    """``model``'s recorded check, where it holds for this machine, these versions and the file at ``path``."""
+    rec = _read_record().get(model)
+    return rec if isinstance(rec, dict) and rec.get("signature") == _signature(path) else None
+
+
 def recorded(model: str, path: Path | None = None, *, int8: bool = True) -> Candidate | None:
     """The runtime/precision checked for ``model`` (the file at ``path``) on this machine, if it
     still holds; with ``int8=False`` the cheapest agreeing candidate that is not int8."""
-    rec = _read_record().get(model)
-    if not isinstance(rec, dict) or rec.get("signature") != _signature(path):
+    rec = _record_of(model, path)
+    if rec is None:
         return None
     try:
         best = Candidate(str(rec["runtime"]), str(rec["precision"]), ms=float(rec.get("ms", 0)),
@@ -477,8 +483,8 @@ def cpu_seconds(model: str, path: Path, rt: str, prec: str) -> float | None:
     """CPU seconds one inference of ``model`` (the file at ``path``) takes on ``rt``/``prec`` on this
     machine, from its recorded runtime check (wall time × the threads it ran on); None where no check
     of this machine, these versions and this file measured it."""
-    rec = _read_record().get(model)
-    if not isinstance(rec, dict) or rec.get("signature") != _signature(path):
+    rec = _record_of(model, path)
+    if rec is None:
         return None
     try:
         ms = next(float(c["ms"]) for c in rec.get("candidates", [])
