@@ -13,7 +13,7 @@ if [ "$MODEL" = lite ]; then M="model: lite"; else M="model: modnet, input_size:
 # stuck camera, so the output waits 5 s before it shows the blurred last frame (a reader sampling one then fails).
 printf "matting: {$M, max_age: 600, max_hz: 2, workers: 1}\ncompositor: {decontaminate: false}\noutput: {stall_after: 5}\n" > $V/vm-config.yaml
 VCAM_ARGS="--source $V/data/clip --size 320x240 --fps $FPS --device /dev/video0 --config $V/vm-config.yaml"
-say() { echo "VMTEST $*"; }
+say() { echo "VMTEST [$(cut -d' ' -f1 /proc/uptime)s] $*"; }
 mkdir -p -m 700 /run/user
 cd "$REPO"
 say "kernel $(uname -r), uptime $(cut -d' ' -f1 /proc/uptime)s"
@@ -22,6 +22,15 @@ POINTS=$V/data/points.json
 RC=0
 # The guest only records what each reader got ($O/MODE-READER.*, seconds in *.secs); the host
 # judges it afterwards (tests/vm/check.py): every Python start costs ~10 s under emulation.
+
+stop_within() {  # pid name seconds: SIGTERM, then up to SECONDS for it to end; else its stacks (vcam: SIGUSR1) and SIGKILL
+  kill -TERM $1 2>/dev/null
+  for i in $(seq $(( $3 * 2 ))); do kill -0 $1 2>/dev/null || return 0; sleep 0.5; done
+  say "$2 still running ${3}s after SIGTERM: killed"
+  [ "$2" = vcam ] && { kill -USR1 $1 2>/dev/null; sleep 3; tail -40 $O/vcam.log | sed 's/^/VMTEST   /'; }
+  kill -KILL $1 2>/dev/null
+  return 1
+}
 
 wait_ready() {  # until vcam composites with a fresh matte (its log says so; polling `vcam ctl` would cost a Python start per try)
   for i in $(seq 1200); do
@@ -79,11 +88,11 @@ VP=$!
 if wait_ready $VP $O/vcam.log; then
   say "vcam ready (uptime $(cut -d' ' -f1 /proc/uptime)s)"
   sleep 2; touch $O/blur-ready
-  wait $RP || RC=1
+  wait $RP || { say "the OpenCV reader opened first failed"; RC=1; }
   ffmpeg_read blur
   chromium_read blur
   say "case replace: vcam ctl bg '#00ff00' (live switch, no restart)"
-  "$PY" -m vcam ctl bg '#00ff00' > $O/ctl.json || RC=1
+  timeout 180 "$PY" -m vcam ctl bg '#00ff00' > $O/ctl.json || { say "vcam ctl bg failed"; RC=1; }
   sleep 2
   ffmpeg_read replace
   # (120 s: a Python start with numpy and OpenCV takes tens of seconds under emulation while vcam runs)
@@ -91,10 +100,15 @@ if wait_ready $VP $O/vcam.log; then
   chromium_read replace
   grep -o 'GUM: devices.*' $CHROME_LOG | sed 's/", source:.*//; s/^/VMTEST /'
 else
-  say "vcam never became ready: $(grep -v WARN $O/vcam.log | tail -2)"; RC=1; kill $RP
+  say "vcam never became ready: $(grep -v WARN $O/vcam.log | tail -2)"; RC=1; kill -KILL $RP
 fi
-[ "$CHROME" = 1 ] && { kill $CH 2>/dev/null; wait $CH 2>/dev/null; }
-kill -TERM $VP; T0=$(date +%s.%N); wait $VP; VRC=$?
+# Every wait below is bounded: one run in three, the guest once sat here until QEMU's 900 s ran out.
+if [ "$CHROME" = 1 ]; then  # Chromium is only a reader: its results are in; whatever of it lingers is killed
+  stop_within $CH chromium 20 || pkill -KILL -f "user-data-dir=/run/chr" 2>/dev/null
+  wait $CH 2>/dev/null
+fi
+T0=$(date +%s.%N)
+if stop_within $VP vcam 120; then wait $VP; VRC=$?; else VRC=137; fi
 say "vcam stopped rc=$VRC in $(awk "BEGIN{print $(date +%s.%N) - $T0}")s"
 [ $VRC = 0 ] || RC=1
 say "done (uptime $(cut -d' ' -f1 /proc/uptime)s)"

@@ -3,6 +3,7 @@ one module per subcommand. The CLI is the only code that configures logging or e
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
 import json
 import logging
@@ -79,6 +80,15 @@ def stop_cleanly_on_sigterm() -> None:
             raise Terminated()
 
         signal.signal(signal.SIGTERM, raise_terminated)
+
+
+def dump_stacks_on_sigusr1() -> None:
+    """`kill -USR1 PID` prints every thread's stack to stderr, for a run that seems stuck (the process goes on)."""
+    if hasattr(signal, "SIGUSR1") and threading.current_thread() is threading.main_thread():
+        try:
+            faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
+        except (ValueError, OSError, RuntimeError):  # stderr closed or not a real file: nothing to dump to
+            pass
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -318,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parser.parse_args(argv)
     _setup_logging("info")
     avoid_hugepage_stalls()
+    dump_stacks_on_sigusr1()
     module, takes_cfg = SUBCOMMANDS[a.command]
     try:
         command = importlib.import_module(f"{__package__}.{module}")
