@@ -634,3 +634,29 @@ def test_a_model_slower_than_the_keepers_period_is_not_blamed_on_capture():
     gov = budget.Governor(0.6, *budget.ladder("modnet", 224, lite=True))
     simulate(gov, 20, cost=lambda lv: 0.028 if lv.model == "lite" else 0.2 * lv.cost, other=0.56)
     assert gov.level.label == "lite" and not gov.status()["model_over_budget"], gov.status()
+
+
+@pytest.mark.skipif(not HAVE_OV, reason="OpenVINO is not installed (pip install 'vcam[openvino]')")
+def test_openvino_keeps_compiled_models_and_recompiles_a_corrupt_one(tmp_path, monkeypatch, modnet_path):
+    """A compiled model is kept (IS-Net int8 then loads in a third of the time) and used again; a blob
+    that does not load is compiled afresh, to the same matte; the runtime check's candidates keep none."""
+    from vcam.models import runtime
+    from vcam.models.matting import create
+
+    blobs = tmp_path / "ov"
+    monkeypatch.setenv("VCAM_OV_CACHE", str(blobs))
+    frame = sample.render(1.0, 1280, 720)
+    cfg = MattingConfig(threads=1, runtime="openvino")
+    want = create(cfg).infer(frame).copy()
+    kept = list(blobs.glob("*.blob"))
+    assert len(kept) == 1 and kept[0].stat().st_size > 1_000_000
+    assert np.array_equal(create(cfg).infer(frame), want)  # from the blob
+    kept[0].chmod(0o600)
+    kept[0].write_bytes(b"not a compiled model")
+    assert np.abs(create(cfg).infer(frame) - want).max() < 1e-5
+    assert kept[0].stat().st_size > 1_000_000  # rewritten
+    with runtime.uncached_compiles():
+        create(MattingConfig(threads=2, runtime="openvino")).infer(frame)
+    assert list(blobs.glob("*.blob")) == kept
+    monkeypatch.setenv("VCAM_OV_CACHE", "0")
+    assert runtime.compile_cache() is None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import io
 import logging
 import os
@@ -246,6 +247,17 @@ def judge(c: Candidate, ref: list[np.ndarray], got: list[np.ndarray]) -> None:
         log.info("%s skipped: %s", c.label, c.why)
 
 
+def _uncached(fn):
+    """The runtime check compiles each candidate once, on one thread: none of them goes to OpenVINO's
+    compiled-model cache (:func:`runtime.compile_cache`), which keeps the models that runs load."""
+    @functools.wraps(fn)
+    def check(*args, **kwargs):
+        with runtime.uncached_compiles():
+            return fn(*args, **kwargs)
+    return check
+
+
+@_uncached
 def choose(cfg, *, calibrate: str | None = None, check_frames: list[np.ndarray] | None = None) -> tuple[Candidate, list[Candidate]]:
     """Time and check every runtime/precision this machine has for ``cfg.model`` (one thread each,
     as the live workers run); returns the winner (the cheapest that agrees) and all candidates."""
@@ -419,6 +431,7 @@ def judge_on_truth(c: Candidate, ref: list[np.ndarray], got: list[np.ndarray],
         log.info("%s skipped: %s", c.label, c.why)
 
 
+@_uncached
 def check_still_model(cfg, frames: list[np.ndarray] | None = None) -> tuple[Candidate, list[Candidate]]:
     """Time onnxruntime fp32 and OpenVINO fp32 / bf16 / int8 for the stills model ``cfg.model`` at the
     stills' own thread count (wall time per picture, one warm-up), check each against onnxruntime fp32
