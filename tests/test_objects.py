@@ -192,6 +192,39 @@ def test_auto_takes_the_whole_subject_where_the_portrait_models_cut_it_short(mon
     assert s.why.startswith("portrait path"), s.why
 
 
+def test_auto_spares_the_portrait_ensemble_where_no_portrait_model_sees_the_person(modnet_path, isnet_path):
+    """The person model also fires on things that are not people. Before the portrait ensemble runs, MODNet
+    and then RVM read the picture once each: where neither agrees with the person model, the picture takes
+    the object path without the ensemble's mirror, second-size and tiebreaker readings. Where one agrees,
+    the ensemble reuses that reading: a portrait costs no extra inference."""
+    from vcam.offline.still import AutoSession
+
+    s = AutoSession()
+    port = s.portrait
+    calls = {}
+    for m in port.members:
+        def counted(img, _m=m, _infer=m.infer):
+            calls[_m.name] = calls.get(_m.name, 0) + 1
+            return _infer(img)
+        m.infer = counted
+    person = sample.portrait()
+    a = s.alpha(person)
+    assert s.why.startswith("portrait path"), s.why
+    assert calls == {"modnet": 2, "rvm": 2}, calls  # the picture and its mirror image, each read once
+    assert min(a[y, x] for x, y in sample.PERSON_POINTS) > 200
+    mug, truth = sample.product()
+    h, w = mug.shape[:2]
+    fired = np.zeros(s._small(mug.shape)[::-1], bool)
+    fired[: fired.shape[0] // 3, : fired.shape[1] // 3] = True  # a "person" in the empty top-left corner
+    s.person_mask = lambda bgr: fired
+    calls.clear()
+    a = s.alpha(mug)
+    assert s.why.startswith("object path") and "no portrait model agrees with it on its own" in s.why, s.why
+    assert calls == {"modnet": 1, "rvm": 1}, calls
+    assert np.array_equal(a, s.objects.alpha(mug))
+    assert mask_iou(a >= 128, truth > 0) > 0.95
+
+
 def test_face_model_that_is_not_one_names_the_fix(tmp_path):
     """A corrupt file, or another model in the face model's place, fails at load with one line naming the
     command that fetches it again."""

@@ -463,7 +463,7 @@ def read_still(matter, image: np.ndarray, *, mirror=None, first: np.ndarray | No
 
 
 def ensemble_alpha(members, refiner: Refiner, frame: Frame, *, tiebreakers=(), mirror: bool = True,
-                   locks=None, outline: Refiner | None = None) -> np.ndarray:
+                   locks=None, outline: Refiner | None = None, first: dict | None = None) -> np.ndarray:
     """A still's test-time ensemble, ``[H, W] u8``: each of ``members`` (matters) on the picture and,
     with ``mirror``, on its mirror image; every matte refined against its own view at full
     resolution (averaging the raw mattes first loses boundary accuracy: BF 0.810 against 0.813 on
@@ -494,13 +494,14 @@ def ensemble_alpha(members, refiner: Refiner, frame: Frame, *, tiebreakers=(), m
 
     Last, the interior is made opaque away from the outline (:func:`~vcam.imaging.alpha.fill_interior`).
 
-    ``locks[i]``: held around a recurrent member (members, then tiebreakers)."""
+    ``locks[i]``: held around a recurrent member (members, then tiebreakers). ``first[i]``: matter
+    ``i``'s reading of the picture itself (``[h, w] f32``, from a reset state), already made."""
     matters = [*members, *tiebreakers]
     n = len(members)
     if outline is None:
-        views = ensemble_views(matters, refiner, frame, mirror=mirror, locks=locks)
+        views = ensemble_views(matters, refiner, frame, mirror=mirror, locks=locks, first=first)
         return fill_interior(combine_views(views[:n], views[n:]))
-    soft, lines = _views(matters, (refiner, outline), frame, mirror, locks)
+    soft, lines = _views(matters, (refiner, outline), frame, mirror, locks, first)
     return fill_interior(outlined(soft[:n], soft[n:], lines[:n], lines[n:]))
 
 
@@ -512,13 +513,14 @@ def outlined(soft: list, soft_ties: list, lines: list, line_ties: list) -> np.nd
     return np.where((line >= 128) != (alpha >= 128), line, alpha)
 
 
-def ensemble_views(matters, refiner: Refiner, frame: Frame, *, mirror: bool = True, locks=None) -> list:
+def ensemble_views(matters, refiner: Refiner, frame: Frame, *, mirror: bool = True, locks=None,
+                   first: dict | None = None) -> list:
     """Per matter, its refined alpha of the picture and (with ``mirror``) of its mirror image, each
     ``[H, W] u8`` in the picture's orientation: what :func:`combine_views` combines."""
-    return _views(matters, (refiner,), frame, mirror, locks)[0]
+    return _views(matters, (refiner,), frame, mirror, locks, first)[0]
 
 
-def _views(matters, refiners, frame: Frame, mirror: bool, locks) -> list:
+def _views(matters, refiners, frame: Frame, mirror: bool, locks, first: dict | None = None) -> list:
     """:func:`ensemble_views` for each of ``refiners``, from one inference per matter and view."""
     img = frame.image
     H, W = img.shape[:2]
@@ -528,9 +530,12 @@ def _views(matters, refiners, frame: Frame, mirror: bool, locks) -> list:
         lock = (locks[i] if locks else None) or contextlib.nullcontext()
         own = [[] for _ in refiners]
         for view in views:
-            with lock:
-                m.reset()
-                raw = m.infer(view)  # [h, w] f32
+            if view is img and first and i in first:
+                raw = first[i]
+            else:
+                with lock:
+                    m.reset()
+                    raw = m.infer(view)  # [h, w] f32
             guide = small_gray(view, raw.shape)
             for r, o in zip(refiners, own):
                 a = r.refine(view, raw, np.empty((H, W), np.uint8), r.coefficients(guide, raw))
