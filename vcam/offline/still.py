@@ -374,7 +374,7 @@ class AutoSession:
         nothing more), or ``(None, why)`` where none does: no person, and the ensemble's other
         readings (the mirror images, the second model's, the tiebreaker's) are never made.
         On the development pictures the person model covered at least 5 % of, the ensemble agreed with it
-        at 0.31-0.64 on the five that took the object path and at ≥ 0.76 on the rest; alone, the better of
+        at 0.31-0.64 on the four that failed the person test and at ≥ 0.76 on the rest; alone, the better of
         MODNet and RVM agreed at ≥ 0.81 on each of the 400 portraits (MODNet alone fell to 0.17 on one,
         where RVM read 0.96), at 0.75-0.83 on the animals that took the portrait path, and at 0.31-0.59 on
         the others: every picture took the same path as before, and those four were spared about a
