@@ -338,7 +338,7 @@ def test_portrait_ensemble_outline_decides_the_side_and_keeps_the_narrow_softnes
     assert np.count_nonzero((both > 5) & (both < 60)) <= np.count_nonzero((narrow > 5) & (narrow < 60))
     truth = mask > 127
     assert mask_iou(both >= 128, truth) > 0.97
-    assert np.array_equal(s.alpha(img), both)  # what vcam remove writes
+    assert np.array_equal(s.alpha(img), s._band(img, both, True)[0])  # what vcam remove writes: the edge band over it
 
 
 def test_portrait_ensemble_interior_is_opaque_and_its_outline_unmoved():
@@ -346,12 +346,13 @@ def test_portrait_ensemble_interior_is_opaque_and_its_outline_unmoved():
     on the shipped astronaut): each view had thin lines of α 0.85-0.92 there, which showed the new background
     as faint lines. Away from the outline the ensemble's interior is opaque; the outline (α 0.5) and the
     soft values near it are untouched."""
+    from vcam.config import Config
     from vcam.core.frames import Frame
     from vcam.engine import units
     from vcam.imaging.alpha import INTERIOR_BAND, fill_interior
     from vcam.offline import still
 
-    s = still.Session("modnet")
+    s = still.Session("modnet", cfg=Config().replace(matting={"still_portrait_band": False}))  # the band: below
     img = sample.portrait()
     n = len(s.members)
     soft, lines = units._views(s.members + s.tiebreakers, (s.compositor().refiner, s._outline()), Frame(img, 0, 0.0),
@@ -366,3 +367,33 @@ def test_portrait_ensemble_interior_is_opaque_and_its_outline_unmoved():
     assert np.array_equal(after >= 128, before >= 128)  # the outline did not move
     near = cv2.distanceTransform(inside, cv2.DIST_L2, 3) <= INTERIOR_BAND * min(img.shape[:2])
     assert np.array_equal(after[near], before[near])  # nor did the soft edge
+
+
+def test_portrait_ensemble_edge_band_puts_the_outline_on_the_picture_s_own_edges():
+    """Stills' portraits: closed-form matting in the boundary band of the ensemble's matte
+    (matting.still_portrait_band), as the object path's. On the generated full-body pictures the outline
+    comes closer to the true mask; the matting may thin the subject but never carries it past the
+    ensemble's outline; a cutout gets foreground colours estimated at its border and the picture's own
+    inside. Off (and with --fast), the ensemble's matte as it was."""
+    from vcam.config import Config
+    from vcam.imaging.alpha import mask_iou
+    from vcam.offline import still
+
+    on = still.Session("modnet")
+    off = still.Session("modnet", cfg=Config().replace(matting={"still_portrait_band": False}))
+    assert on.band is not None and off.band is None and still.Session("modnet", fast=True).band is None
+    gains = []
+    for seed in (0, 2):
+        img, mask = sample.full_body(seed=seed)
+        truth = mask > 127
+        a, b = on.alpha(img), off.alpha(img)
+        assert not np.any((a >= 128) & (b < 128))  # nothing solid past the ensemble's outline
+        gains.append(mask_iou(a >= 128, truth) - mask_iou(b >= 128, truth))
+    assert min(gains) > 0.003, gains  # 0.007-0.008 here
+    img = sample.portrait()
+    alpha, composite, fg = on.run(img)
+    inside = cv2.distanceTransform((alpha >= 128).astype(np.uint8), cv2.DIST_L2, 3) > 20
+    border = (alpha > 25) & (alpha < 230)
+    assert np.array_equal(fg[inside], img[inside])
+    assert np.abs(fg[border].astype(int) - img[border]).mean() > 2  # the room's colour taken out of the edge
+    assert composite.shape == img.shape

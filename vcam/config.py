@@ -48,6 +48,9 @@ class MattingConfig:
     still_ensemble: bool = _f(True, doc="stills' portrait path (not --fast): MODNet and RVM, each on the picture and "
                               "its mirror image, averaged, the lite model breaking ties (about 3x MODNet's time a "
                               "picture; better edges)")
+    still_portrait_band: bool = _f(True, doc="stills' portrait path (not --fast): closed-form matting (pymatting) in the "
+                                   "boundary band of the ensemble's matte, as the object path's, with foreground colours "
+                                   "for cutouts (truer outlines; about 0.4 s a picture)")
     still_object_mirror: str = _f("auto", choices=("auto", "on", "off"), switch=("on", "off"),
                                   doc="stills' object path (not --fast): IS-Net also reads the mirror image and the two "
                                       "readings are combined (a part one reading drops, the other keeps; twice IS-Net's "
