@@ -68,3 +68,19 @@ def recording_backend():
     pyvirtualcam.register_backend("recording", RecordingBackend)
     yield RecordingBackend
     RecordingBackend.instances.clear()
+
+
+@pytest.fixture(scope="session")
+def mobilesam():
+    """MobileSAM exported into the model cache, once (the export needs vcam[sam]'s torch); where it is not
+    and cannot be, the test skips and says how to get it. Every test that sends a point or box asks for it,
+    so none depends on another having exported it first."""
+    from vcam.models.sam import export as sam_export
+
+    if sam_export.status() != "cached":
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            pytest.skip("MobileSAM is not exported and torch is missing: pip install -e '.[test,sam]' "
+                        "(or run `vcam models pull mobilesam` once where vcam[sam] is installed)")
+        sam_export.export()

@@ -24,14 +24,7 @@ FACE, SUIT, ROCKET, SKY = (225, 110), (120, 420), (400, 150), (480, 40)
 
 
 @pytest.fixture(scope="session")
-def sam():
-    if sam_export.status() != "cached":
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            pytest.skip("MobileSAM is not exported and torch is missing: pip install -e '.[test,sam]' "
-                        "(or run `vcam models pull mobilesam` once where vcam[sam] is installed)")
-        sam_export.export()
+def sam(mobilesam):
     from vcam.models.sam import get_sam
 
     return get_sam()

@@ -76,7 +76,7 @@ def _decode(r) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_UNCHANGED)
 
 
-def test_remove_rembg_fields_and_vcam_fields(server, isnet_path):
+def test_remove_rembg_fields_and_vcam_fields(server, isnet_path, mobilesam):
     post = lambda files, **data: httpx.post(server.url + "/api/remove", files=files, data=data, timeout=120)  # noqa: E731
     # A request written for `rembg s`: file + its default fields.
     r = post({"file": ("p.png", PORTRAIT, "image/png")}, model="u2net", a="false", af="240", ab="10", ae="10",
@@ -221,7 +221,7 @@ def test_token_and_host_rules(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt install chromium)")
-def test_page_in_a_real_browser(server, tmp_path):
+def test_page_in_a_real_browser(server, tmp_path, mobilesam):
     """The page: upload a picture, wait for the result, check its corner is transparent and its
     centre is not, then click a point and see the result update. Playwright drives the system chromium."""
     sync_api = pytest.importorskip("playwright.sync_api")
