@@ -186,15 +186,15 @@ class Session:
         comp = self.compositor(compositor_cfg)
         frame = Frame(np.ascontiguousarray(bgr), 0, 0.0)
         if self.members:
-            mask = ensemble_alpha(self.members, comp.refiner, frame, tiebreakers=self.tiebreakers, locks=self._locks,
-                                  outline=self._outline(), first=readings)
-        elif self.band is None:
-            out = self._render(comp, frame, raw)
-            return (out.alpha, None, None) if alpha_only else (out.alpha, out.image, bgr)
+            mask, image = ensemble_alpha(self.members, comp.refiner, frame, tiebreakers=self.tiebreakers,
+                                         locks=self._locks, outline=self._outline(), first=readings), None
         else:
-            mask = self._render(comp, frame, raw).alpha
+            out = self._render(comp, frame, raw)
+            mask, image = out.alpha, out.image
         if self.band is None:
-            return (mask, None, None) if alpha_only else (mask, comp.compose(frame.image, mask), bgr)
+            if alpha_only:
+                return mask, None, None
+            return mask, comp.compose(frame.image, mask) if image is None else image, bgr
         alpha, fg = self._band(frame.image, mask, alpha_only)
         return (alpha, None, None) if alpha_only else (alpha, comp.compose(frame.image, alpha, fg=fg), fg)
 
