@@ -213,7 +213,6 @@ def test_auto_spares_the_portrait_ensemble_where_no_portrait_model_sees_the_pers
     assert calls == {"modnet": 2, "rvm": 2}, calls  # the picture and its mirror image, each read once
     assert min(a[y, x] for x, y in sample.PERSON_POINTS) > 200
     mug, truth = sample.product()
-    h, w = mug.shape[:2]
     fired = np.zeros(s._small(mug.shape)[::-1], bool)
     fired[: fired.shape[0] // 3, : fired.shape[1] // 3] = True  # a "person" in the empty top-left corner
     s.person_mask = lambda bgr: fired
