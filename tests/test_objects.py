@@ -356,6 +356,9 @@ def test_object_path_reads_the_mirror_image_where_the_machine_affords_it(monkeyp
 
     s = Session("isnet", fast=True)  # a loaded matter to judge; --fast itself never mirrors
     m = Config().matting
+    if s.matter.cfg.runtime == "openvino":  # the mirror reading above took turns with the picture's on one stream
+        compiled = s.matter.session.compiled  # of all the cores: one caller alone gets them all
+        assert (compiled.get_property("NUM_STREAMS"), compiled.get_property("INFERENCE_NUM_THREADS")) == (1, 2)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     monkeypatch.setattr(precision, "cpu_seconds", lambda *a: 0.9)
     on, why = mirror_objects(m, s.matter)

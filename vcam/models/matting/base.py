@@ -29,6 +29,9 @@ class Matter(abc.ABC):
     stills_only: bool = False  # seconds a matte on a CPU: refused live there (check_live)
     flip_auto: bool = False  # matting.flip 'auto' mirrors live frames too (a cheap model: engine.units.MattingUnit)
     outputs: int = 0  # how many of the graph's outputs infer() reads, first ones first (0: all)
+    # OpenVINO: all the callers' threads in one stream, which they take turns on, rather than a stream
+    # each (a large input parallelises within one picture as well as across pictures; see IsnetMatter)
+    one_stream: bool = False
 
     def __init__(self, cfg):
         self.cfg = cfg  # a vcam.config.MattingConfig
@@ -77,9 +80,11 @@ class OnnxMatter(Matter):
         super().__init__(cfg)
         path = store.resolve(self.name, cfg.model_path)
         self.path = path
-        self.session = make_session(path, providers=cfg.providers, threads=cfg.threads, spin=cfg.spin, name=self.name,
-                                    runtime=cfg.runtime, precision=cfg.precision,
-                                    streams=streams if self.stateless else 1, outputs=self.outputs)
+        threads, streams = cfg.threads, (streams if self.stateless else 1)
+        if self.one_stream and cfg.runtime == "openvino" and threads:
+            threads, streams = threads * streams, 1
+        self.session = make_session(path, providers=cfg.providers, threads=threads, spin=cfg.spin, name=self.name,
+                                    runtime=cfg.runtime, precision=cfg.precision, streams=streams, outputs=self.outputs)
         self.input_name = self.session.get_inputs()[0].name
 
     def close(self) -> None:

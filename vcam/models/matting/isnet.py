@@ -22,6 +22,12 @@ class IsnetMatter(OnnxMatter):
     outputs = 1  # the final mask; the five side outputs and six feature maps are training aids
     stills_only = True  # about 2 s a matte on 2 cores: live only on a GPU (check_live)
     default_max_hz = 1.0  # live on a GPU: one matte a second at most
+    # One caller at a time (the Python API, a quiet `vcam serve`) gets every core instead of its stream's one,
+    # and two callers lose nothing. int8 on OpenVINO, 1 MP pictures, AVX2-only AMD EPYC with 2 cores: a reading
+    # alone 1.88-1.90 s on one of two streams, 0.98 s on one stream of 2 threads; two callers at once 0.94-0.98
+    # against 1.00 s a picture. Through new_session("isnet").run, 0.6-0.8 s less a picture; `vcam remove`
+    # over a folder unchanged (2.52-2.64 against 2.52-2.60 s a picture, start-up included).
+    one_stream = True
 
     def infer(self, bgr: np.ndarray) -> np.ndarray:
         interp = cv2.INTER_AREA if min(bgr.shape[:2]) > self.size else cv2.INTER_LINEAR
