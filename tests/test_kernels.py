@@ -155,3 +155,36 @@ def test_wrappers_reject_bad_input():
                                 np.zeros((2, 2), np.float32), np.zeros((4, 4, 4), np.uint8))
     with pytest.raises(ValueError, match="small_bg"):
         kernels.blend_upsample(out, fg, np.zeros((2, 2), np.uint8), np.zeros((4, 4), np.uint8))
+
+
+def test_band_system_gives_pymatting_s_closed_form_alpha():
+    """The closed-form system built on the unknown pixels alone (vcam.imaging.band_laplacian) solves to
+    pymatting's estimate_alpha_cf: on a shipped full-body picture's edge band, with unknown pixels on
+    the picture's border, and with nothing unknown."""
+    import contextlib
+    import io
+
+    from pymatting import estimate_alpha_cf
+
+    from vcam import sample
+    from vcam.imaging.band_laplacian import band_system, estimate_alpha
+
+    img, mask = sample.full_body()
+    img = cv2.resize(img, (240, 320), interpolation=cv2.INTER_AREA)[:, :, ::-1] / 255.0
+    mask = cv2.resize(mask, (240, 320), interpolation=cv2.INTER_NEAREST) > 0
+    se = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
+    trimap = np.full(mask.shape, 0.5)
+    trimap[cv2.erode(mask.astype(np.uint8), se) > 0] = 1
+    trimap[cv2.erode((~mask).astype(np.uint8), se) > 0] = 0
+    trimap[:, :3] = 0.5  # unknown along the border: windows there are skipped by both
+    with contextlib.redirect_stdout(io.StringIO()):
+        ref = np.clip(estimate_alpha_cf(img, trimap), 0, 1)
+    got = estimate_alpha(img, trimap)
+    assert got.shape == trimap.shape and np.abs(got - ref).max() < 1e-6
+    assert 0.05 < got[trimap == 0.5].mean() < 0.95  # a real edge, solved
+    known = np.where(trimap == 0.5, 0.0, trimap)  # nothing to solve (pymatting's solver fails on it)
+    assert (estimate_alpha(img, known) == known).all()
+    L, rhs, unknown = band_system(img, trimap)
+    assert L.shape == (unknown.sum(),) * 2 and rhs.shape == (unknown.sum(),) and L.has_sorted_indices
+    with pytest.raises(ValueError):
+        band_system(img[:10], trimap)

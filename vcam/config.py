@@ -50,7 +50,7 @@ class MattingConfig:
                               "picture; better edges)")
     still_portrait_band: bool = _f(True, doc="stills' portrait path (not --fast): closed-form matting (pymatting) in the "
                                    "boundary band of the ensemble's matte, as the object path's, with foreground colours "
-                                   "for cutouts (truer outlines; about 0.4 s a picture)")
+                                   "for cutouts (truer outlines; about 0.2 s a picture)")
     still_object_mirror: str = _f("auto", choices=("auto", "on", "off"), switch=("on", "off"),
                                   doc="stills' object path (not --fast): IS-Net also reads the mirror image and the two "
                                       "readings are combined (a part one reading drops, the other keeps; twice IS-Net's "

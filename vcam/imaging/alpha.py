@@ -84,12 +84,14 @@ def closed_form(bgr: np.ndarray, trimap: np.ndarray, *, foreground: bool = True)
     (a mask alone does not need it: it is 40 % of the cost at half a megapixel)."""
     # Imported here, not with the module: pymatting compiles its numba kernels when imported (about a
     # second here, minutes under emulation), and only stills with alpha matting or prompts need it.
-    from pymatting import estimate_alpha_cf, estimate_foreground_ml
+    from pymatting import estimate_foreground_ml
+
+    from .band_laplacian import estimate_alpha
 
     img = bgr[:, :, ::-1].astype(np.float64) / 255.0
     # pymatting prints solver warnings on stdout, which would corrupt `vcam remove - > out.png`.
     with contextlib.redirect_stdout(io.StringIO()):
-        a = np.clip(estimate_alpha_cf(img, trimap), 0, 1)
+        a = estimate_alpha(img, trimap)  # pymatting's estimate_alpha_cf, on the band's pixels alone
         if not foreground:
             return (a * 255 + 0.5).astype(np.uint8), None
         f = np.clip(estimate_foreground_ml(img, a), 0, 1)
