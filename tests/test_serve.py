@@ -88,6 +88,13 @@ def test_remove_rembg_fields_and_vcam_fields(server, isnet_path, mobilesam):
     # om: the mask; a + ppm: alpha matting and post-processing; rembg's human model name.
     m = _decode(post({"file": ("p.png", PORTRAIT)}, model="u2net_human_seg", om="true", a="true", ppm="true"))
     assert m.ndim == 2 and m[5, 5] == 0 and min(m[y, x] for x, y in sample.PERSON_POINTS) > 200
+    # fast: the live settings (MODNet alone at the live input, no edge matting), beside the stills preset's session
+    from vcam.imaging.alpha import mask_iou
+
+    f = _decode(post({"file": ("p.png", PORTRAIT)}, fast="true", om="true"))
+    full = _decode(post({"file": ("p.png", PORTRAIT)}, om="true"))
+    assert f.shape == full.shape == (512, 512) and f[5, 5] == 0 and min(f[y, x] for x, y in sample.PERSON_POINTS) > 200
+    assert mask_iou(f >= 128, full >= 128) > 0.9 and np.abs(f.astype(int) - full).mean() > 0.1  # another matte
     # bgc (rembg's r,g,b,a) → opaque colour; format jpg with it.
     j = _decode(post({"file": ("mug.png", _png(PRODUCT))}, bgc="255,0,0,255", format="jpg"))
     assert j.shape == (480, 640, 3) and j[5, 5, 2] > 200 and j[5, 5, 0] < 60

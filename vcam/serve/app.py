@@ -76,18 +76,19 @@ class Engine:
         self.opts = opts
         self.pool = ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="vcam-serve",
                                        initializer=_lower_priority)
-        self._sessions: dict[str, object] = {}
+        self._sessions: dict[tuple[str, bool], object] = {}
         self._lock = threading.Lock()
         self.pending = 0  # running + waiting; touched only on the event loop
         self.latency_ewma = 1.0
 
-    def session(self, name: str):
+    def session(self, name: str, fast: bool = False):
+        """``name``'s session, loaded on first use; ``fast``: the live settings (``vcam remove --fast``)."""
         with self._lock:
-            s = self._sessions.get(name)
+            s = self._sessions.get((name, fast))
             if s is None:
                 m = replace(self.cfg.matting, model=name if name != "auto" else self.cfg.matting.model)
-                s = make_session(name, cfg=replace(self.cfg, matting=m))
-                self._sessions[name] = s
+                s = make_session(name, cfg=replace(self.cfg, matting=m), fast=fast)
+                self._sessions[(name, fast)] = s
         return s
 
     def preload(self, name: str) -> None:
@@ -174,6 +175,7 @@ class Job:
         self.data, self.bg_data = data, bg_data
         self.model = _model(form)
         self.only_mask = _flag(form.get("om", "false"))
+        self.fast = _flag(form.get("fast", "false"))  # the live settings, as `vcam remove --fast`
         self.post = _flag(form.get("ppm", "false"))
         self.am = None
         if _flag(form.get("a", "false")):
@@ -215,7 +217,7 @@ class Job:
                              {"Retry-After": str(engine.retry_after())})
         bgr = decode(self.data, "file")
         bg_img = cover_fit(decode(self.bg_data, "bg"), bgr.shape[1], bgr.shape[0]) if self.bg_data else None
-        session = engine.session(self.model)
+        session = engine.session(self.model, self.fast)
         out = cutout(bgr, session=session, only_mask=self.only_mask, alpha_matting=self.am, post_process=self.post,
                      background=None if bg_img is not None else self.background, prompt=self.prompt)
         if bg_img is not None and not self.only_mask:
