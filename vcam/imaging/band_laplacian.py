@@ -7,7 +7,7 @@ itself, ``L_U x = −R f`` (Levin et al. 2008; pymatting's notation), only invol
 that hold an unknown pixel, so :func:`band_system` visits those windows alone and writes
 ``L_U`` (in CSR, the pattern pymatting's slice has) and ``−R f`` directly. The solve stays
 pymatting's (its incomplete-Cholesky preconditioner and conjugate gradients), so the alpha is
-pymatting's to rounding (``tests/test_alpha.py`` compares them).
+pymatting's to rounding (``tests/test_kernels.py`` compares them).
 
 The kernel follows pymatting's ``_cf_laplacian`` term by term (window radius 1, its epsilon),
 with the explicit-signature, ``nogil``, ``cache`` convention of :mod:`vcam.imaging.kernels`. It
