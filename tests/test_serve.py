@@ -242,13 +242,20 @@ def test_page_in_a_real_browser(server, tmp_path, mobilesam):
         page.goto(server.url + "/")
         page.set_input_files("#file", str(src))
         page.wait_for_function("document.body.dataset.done === '1'", timeout=120_000)
+        assert page.evaluate("document.body.dataset.sent").split() == ["file", "model"]
         pixels = page.evaluate("""() => new Promise(ok => {
             const img = document.getElementById('output'); const c = document.createElement('canvas');
             c.width = img.naturalWidth; c.height = img.naturalHeight; const g = c.getContext('2d'); g.drawImage(img, 0, 0);
             ok([Array.from(g.getImageData(5, 5, 1, 1).data), Array.from(g.getImageData(225, 200, 1, 1).data)]); })""")
         assert pixels[0][3] == 0 and pixels[1][3] > 200, pixels
-        page.click("#input", position={"x": 30, "y": 30})  # a point on the background: the result changes
+        page.check("#fast")  # the live settings: a new request, a result
         page.wait_for_function("document.body.dataset.done === '2'", timeout=120_000)
+        assert page.inner_text("#status").startswith("Done")
+        assert page.evaluate("document.body.dataset.sent").split() == ["file", "model", "fast"]
+        page.uncheck("#fast")
+        page.wait_for_function("document.body.dataset.done === '3'", timeout=120_000)
+        page.click("#input", position={"x": 30, "y": 30})  # a point on the background: the result changes
+        page.wait_for_function("document.body.dataset.done === '4'", timeout=120_000)
         assert "point" in page.inner_text("#status")
         page.focus("#drop")  # keyboard: the drop zone is focusable and opens the chooser on Enter
         assert page.evaluate("document.activeElement.id") == "drop"
