@@ -140,6 +140,8 @@ def test_bad_inputs_get_one_line_json(server):
         (dict(files={"file": ("x.png", PORTRAIT)}, format="jpg"), 400, "JPEG has no transparency"),
         (dict(files={"file": ("x.png", PORTRAIT)}, point="9999,9999"), 400, ""),
         (dict(files={"file": ("x.png", PORTRAIT)}, box="1,2"), 400, "malformed"),
+        (dict(files={"file": ("x.png", PORTRAIT)}, fast="maybe"), 400, "give true or false"),
+        (dict(files={"file": ("x.png", PORTRAIT)}, only_mask="true"), 400, "did you mean om"),
     ]
     for kw, code, text in cases:
         r = post(**kw)

@@ -327,6 +327,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
     _setup_logging("info")
+    if getattr(a, "log_level", None) != "debug":
+        # OpenCV's FFmpeg backend prints the decoder's own complaints ("[mjpeg @ 0x…] No JPEG data
+        # found") before vcam's one-line error about the same file; --log-level debug keeps them.
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     avoid_hugepage_stalls()
     dump_stacks_on_sigusr1()
     module, takes_cfg = SUBCOMMANDS[a.command]

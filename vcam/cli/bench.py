@@ -60,7 +60,8 @@ def run_one(size: tuple[int, int], fps: float, seconds: float, layer: dict, conf
                "--stats-json", str(out), "--config", str(cfg_path), "--log-level", "warning"]
         r = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=seconds + 120)
         if r.returncode != 0 or not out.exists():
-            raise ConfigError(f"bench run failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
+            why = (r.stderr.strip().splitlines() or ["?"])[-1].removeprefix("vcam: error: ")
+            raise ConfigError(f"bench run failed: {why}")
         return json.loads(out.read_text())
 
 

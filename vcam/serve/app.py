@@ -116,8 +116,32 @@ def _lower_priority() -> None:
         pass
 
 
-def _flag(v) -> bool:
-    return str(v).strip().lower() in ("1", "true", "yes", "on", "t", "y")
+TRUE, FALSE = ("1", "true", "yes", "on", "t", "y"), ("0", "false", "no", "off", "f", "n", "")
+FIELDS = ("file", "model", "a", "af", "ab", "ae", "om", "ppm", "bgc", "extras", "fast", "point", "neg", "box", "bg",
+          "blur", "format")
+# What a typo'd field most likely meant: the CLI's long flags, which the form spells rembg's way.
+FIELD_HINTS = {"only_mask": "om", "only-mask": "om", "mask": "om", "bgcolor": "bgc", "bg_color": "bgc",
+               "color": "bgc", "alpha_matting": "a", "alpha-matting": "a", "post_process": "ppm",
+               "post-process": "ppm", "image": "file"}
+
+
+def _flag(form, key: str) -> bool:
+    """A yes/no field: rembg's and HTML's spellings; anything else is refused, not read as no."""
+    v = str(form.get(key, "")).strip().lower()
+    if v in TRUE:
+        return True
+    if v in FALSE:
+        return False
+    raise BadRequest(f"field {key}={v!r}: give true or false")
+
+
+def _known_fields(form) -> None:
+    """Every field is one this server reads: a misspelt one would otherwise be ignored, and the
+    answer would silently differ from what was asked (a cutout for ``only_mask=true``)."""
+    for key in form.keys():
+        if key not in FIELDS:
+            hint = f" (did you mean {FIELD_HINTS[key]}?)" if key in FIELD_HINTS else ""
+            raise BadRequest(f"unknown field {key!r}{hint}: the fields are {' '.join(FIELDS)}")
 
 
 def _int(form, key: str, default: int, lo: int, hi: int) -> int:
@@ -172,13 +196,14 @@ class Job:
     """One request's work, parsed and checked on the event loop, run on the pool."""
 
     def __init__(self, form, data: bytes, bg_data: bytes | None):
+        _known_fields(form)
         self.data, self.bg_data = data, bg_data
         self.model = _model(form)
-        self.only_mask = _flag(form.get("om", "false"))
-        self.fast = _flag(form.get("fast", "false"))  # the live settings, as `vcam remove --fast`
-        self.post = _flag(form.get("ppm", "false"))
+        self.only_mask = _flag(form, "om")
+        self.fast = _flag(form, "fast")  # the live settings, as `vcam remove --fast`
+        self.post = _flag(form, "ppm")
         self.am = None
-        if _flag(form.get("a", "false")):
+        if _flag(form, "a"):
             self.am = AlphaMatting(foreground_threshold=_int(form, "af", 240, 0, 255),
                                    background_threshold=_int(form, "ab", 10, 0, 255),
                                    erode_size=_int(form, "ae", 10, 1, 255))
