@@ -370,6 +370,22 @@ def test_an_input_is_never_overwritten_through_a_link(tmp_path, clip, portrait):
     assert img.read_bytes() == before
 
 
+def test_an_unreadable_video_gets_one_line_and_nothing_from_ffmpeg(tmp_path):
+    """An MP4 cut short before its index (moov at the end) cannot even be opened, and an empty file is
+    not a video: one line each that names the fix, without FFmpeg's or OpenCV's own lines around it."""
+    full = write_clip(tmp_path / "full.mp4", frames=30, faststart=False)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    for src, says in ((cut, "truncated or corrupt"), (empty, "is empty (0 bytes)")):
+        for cmd in (("process", src, "-o", tmp_path / "o.mp4"), ("run", "--source", src, "--no-virtualcam")):
+            r = run_vcam(*cmd, timeout=60)
+            assert r.returncode == 2 and says in one_line(r), r.stderr
+            assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "o.mp4").exists()
+
+
 def test_a_truncated_input_fails_and_leaves_nothing_unless_asked(tmp_path, modnet_path):
     full = write_clip(tmp_path / "full.mp4", frames=90, faststart=True)
     cut = tmp_path / "cut.mp4"

@@ -331,6 +331,10 @@ def main(argv: list[str] | None = None) -> int:
         # OpenCV's FFmpeg backend prints the decoder's own complaints ("[mjpeg @ 0x…] No JPEG data
         # found") before vcam's one-line error about the same file; --log-level debug keeps them.
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+        if "OPENCV_LOG_LEVEL" not in os.environ:  # and OpenCV's "[ WARN:0@1.0] … can't be used" lines
+            import cv2.utils.logging as cv_log  # (cv2 is loaded by now: the variable alone comes too late)
+
+            cv_log.setLogLevel(cv_log.LOG_LEVEL_ERROR)
     avoid_hugepage_stalls()
     dump_stacks_on_sigusr1()
     module, takes_cfg = SUBCOMMANDS[a.command]
