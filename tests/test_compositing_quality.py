@@ -63,6 +63,34 @@ def test_light_wrap_lights_the_rim_and_not_the_middle(tmp_path):
     assert abs(gain[middle]).max() <= 1  # the middle of the person is untouched
 
 
+def test_a_held_matte_keeps_its_light_wrap_and_a_new_one_redraws_it(tmp_path):
+    """The wrap is made once per published matte while it is held (render): frame after frame the
+    picture is what a fresh compositor gives, and a moved matte or a new strength is not served
+    the old wrap."""
+    from vcam.core.frames import Frame, Matte
+
+    img, a8, a, person = _disk_scene()
+    red = np.zeros((240, 320, 3), np.uint8)
+    red[:] = (0, 0, 255)
+    path = tmp_path / "red.png"
+    cv2.imwrite(str(path), red)
+    cfg = CompositorConfig(mode="replace", background=str(path), light_wrap=0.5)
+    small = cv2.resize(a.astype(np.float32), (80, 60))
+    held = Matte(alpha=small, seq=0, t_capture=0.0)
+    moved = Matte(alpha=np.roll(small, 6, axis=1), seq=1, t_capture=0.03)
+    comp = Compositor(cfg)
+    rng = np.random.default_rng(3)
+    frames = [np.clip(img.astype(int) + rng.integers(-3, 4, img.shape), 0, 255).astype(np.uint8) for _ in range(3)]
+    for seq, (frame, matte) in enumerate(zip(frames, (held, held, moved))):
+        got = comp.render(Frame(frame, seq, 0.0), matte).image
+        want = Compositor(cfg).render(Frame(frame, seq, 0.0), matte).image
+        assert (got == want).all(), seq
+    comp.configure(CompositorConfig(mode="replace", background=str(path), light_wrap=0.1))
+    got = comp.render(Frame(frames[0], 3, 0.0), moved).image
+    want = Compositor(comp.cfg).render(Frame(frames[0], 3, 0.0), moved).image
+    assert (got == want).all()
+
+
 def test_collapse_reasons():
     assert collapse_reason(np.zeros((144, 256), np.float32)) == "no person in view"
     assert "covers" in collapse_reason(np.ones((144, 256), np.float32))

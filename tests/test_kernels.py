@@ -64,6 +64,33 @@ def test_blend_edge_matches_numpy(shape):
     assert np.abs(out[big].astype(int) - plain[big]).max() <= 1
 
 
+@pytest.mark.parametrize("shape", [(9, 17), (72, 128)])
+def test_blend_edge_takes_the_room_at_low_resolution_and_a_colour(shape):
+    """The old room's estimate at the blur's working size is stretched inside the kernel as
+    cv2.resize would (within rounding, which the decontamination's 1/a amplifies where a is
+    small); a colour background gives what a frame of that colour gives, byte for byte."""
+    H, W = shape
+    img, bg, soft = (_img(H, W) for _ in range(3))
+    small = _img(max(1, H // 4), max(1, W // 4))
+    a = RNG.integers(0, 256, shape, dtype=np.uint8)
+    a[:, :3] = 0
+    a[:, 3:6] = 255  # whole words of 0 and 255 next to soft ones
+    wrap = RNG.integers(0, 256, shape, dtype=np.uint8) * (RNG.random(shape) < 0.3)
+    wrap = wrap.astype(np.uint8)
+    full = cv2.resize(small, (W, H), interpolation=cv2.INTER_LINEAR)
+    got, ref = np.empty_like(img), np.empty_like(img)
+    kernels.blend_edge(got, img, bg, small, soft, wrap, a)
+    kernels.blend_edge(ref, img, bg, full, soft, wrap, a)
+    d = np.abs(got.astype(int) - ref)
+    assert d[a >= 64].max() <= 2 and d.max() <= 16
+    plain = (a == 0) | ((a == 255) & (wrap == 0))
+    assert (d[plain] == 0).all()
+    color = np.array([20, 140, 230], np.uint8)
+    kernels.blend_edge(got, img, color, small, soft, wrap, a)
+    kernels.blend_edge(ref, img, np.broadcast_to(color, img.shape).copy(), small, soft, wrap, a)
+    assert (got == ref).all()
+
+
 @pytest.mark.parametrize("lo,hi", [((9, 16), (72, 128)), ((256, 448), (720, 1280)), ((32, 32), (40, 50)), ((5, 5), (5, 5))])
 def test_guided_upsample_matches_reference(lo, hi):
     a = RNG.normal(0, 1, lo).astype(np.float32)
