@@ -113,6 +113,23 @@ def test_ladder_steps_down_then_back_up():
     assert gov.status()["chosen"] == gov.level.label and "fit the budget" in gov.status()["why"]
 
 
+def test_a_budget_set_while_running_is_held_from_then_on():
+    """``vcam ctl budget``: the ladder judges its rungs against the new budget at once, down and up."""
+    levels, start = budget.ladder("modnet", 224, lite=True)
+    gov = budget.Governor(1.0, levels, start)
+    cost = lambda lv: 0.008 if lv.model == "lite" else 0.05 * lv.cost  # noqa: E731
+    _, _, _, cpu = simulate(gov, 20, cost=cost, other=0.2)
+    assert gov.level.model == "modnet"
+    gov.set_budget(0.35)
+    assert gov.status()["budget_cores"] == 0.35 and "set to 0.35" in gov.status()["why"]
+    _, _, _, cpu = simulate(gov, 10, cost=cost, other=0.2, start=20, cpu=cpu)
+    mean, hz, _, cpu = simulate(gov, 20, cost=cost, other=0.2, start=30, cpu=cpu)
+    assert gov.level.label == "lite" and mean <= 0.35 + 0.05 and hz >= 8, (gov.status(), mean, hz)
+    gov.set_budget(1.0)
+    simulate(gov, 60, cost=cost, other=0.2, still_fraction=0.9, start=50, cpu=cpu)
+    assert gov.level.model == "modnet", gov.status()
+
+
 def test_a_call_that_alternates_still_and_moving_does_not_swing_the_ladder_each_time():
     """Still moments make MODNet look affordable, movement drops it again: each swing loads a model.
     Each fall from a level doubles the wait before returning to it, so a call that keeps alternating
@@ -215,6 +232,12 @@ def test_ctl_status_shows_the_budget(tmp_path):
             __import__("time").sleep(0.5)
         st = json.loads(r.stdout)
         assert st["budget"]["budget_cores"] == 0.7 and st["budget"]["chosen"] and "cpu_cores" in st, r.stdout
+        r = subprocess.run([*VCAM, "ctl", "--name", "bud", "budget", "0.4"], env=env, capture_output=True, text=True)
+        st = json.loads(r.stdout)
+        assert r.returncode == 0 and st["budget"]["budget_cores"] == 0.4 and "set to 0.4" in st["budget"]["why"]
+        for bad, says in (("off", "cannot be turned off while running"), ("9999", "outside (0,")):
+            r = subprocess.run([*VCAM, "ctl", "--name", "bud", "budget", bad], env=env, capture_output=True, text=True)
+            assert r.returncode != 0 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     finally:
         p.terminate()
         p.wait(10)

@@ -44,22 +44,24 @@ def floor_for(ceiling_hz: float) -> float:
     return min(FLOOR_HZ, 0.9 * ceiling_hz) if ceiling_hz else FLOOR_HZ
 
 
-def resolve(setting, cores: int | None = None) -> float | None:
+def resolve(setting, cores: int | None = None, *, name: str = "--cpu-budget", off: bool = True) -> float | None:
     """``run.cpu_budget`` → cores, or ``None`` for no budget. 'auto': 0.6 on machines with up to
-    4 cores, 1.0 above; 'off': none; a number: that many cores (0 < n ≤ the machine's cores)."""
+    4 cores, 1.0 above; 'off': none; a number: that many cores (0 < n ≤ the machine's cores).
+    ``name``: how the errors call the setting; ``off``: whether 'off' is one of the answers."""
     cores = cores or os.cpu_count() or 1
     text = str(setting).strip().lower()
     if text in ("", "auto"):
         return 0.6 if cores <= 4 else 1.0
-    if text in ("off", "none", "no"):
+    if text in ("off", "none", "no") and off:
         return None
     try:
         value = float(text)
     except ValueError:
-        raise ConfigError(f"--cpu-budget {setting!r} is not a number of cores: give e.g. 0.6, 'auto' or 'off'") from None
+        raise ConfigError(f"{name} {setting!r} is not a number of cores: give e.g. 0.6, 'auto'"
+                          + (" or 'off'" if off else "")) from None
     if not 0 < value <= cores:
-        raise ConfigError(f"--cpu-budget {setting} is outside (0, {cores}]: this machine has {cores} cores; "
-                          f"give e.g. 0.6, or 'off' for no budget")
+        raise ConfigError(f"{name} {setting} is outside (0, {cores}]: this machine has {cores} cores; "
+                          f"give e.g. 0.6" + (", or 'off' for no budget" if off else ""))
     return value
 
 
@@ -258,6 +260,19 @@ class Governor:
             self._cost.clear()
             self._forget_falls()
             self.reason = "the model was switched"
+
+    def set_budget(self, budget: float) -> None:
+        """A new budget while running (``vcam ctl budget``): the ladder judges its levels against it
+        from now on. The backoff and the once-said warnings were about the old budget, so they go;
+        what each level costs was measured, and stays."""
+        with self.lock:
+            self.budget = budget
+            self._forget_falls()
+            self._low_since = None
+            self._demand.clear()
+            self.over_floor = self.over_model = False
+            self.tokens = min(self.tokens, self._cap())
+            self.reason = f"the budget was set to {budget:g} cores"
 
     # --- measurements -------------------------------------------------------------------
     @property

@@ -27,6 +27,8 @@ class BudgetKeeper(Worker):
             return False
         gov = self.governor
         with gov.lock:
+            if not (gov.over_floor or gov.over_model):  # a new budget (vcam ctl budget) may warn afresh
+                self._said = self._said_model = False
             # The running inferences' CPU so far is left out until they end (then spent() counts it all).
             gov.observe(time.monotonic(), time.process_time() - self.inflight())
             level = gov.decide(time.monotonic())

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 MODES = config_mod.MODES
 HELP = ("commands: status | blur on|off|toggle|up|down|N | mode blur|replace|color|none | "
-        "bg next|prev|PATH|COLOR | mirror on|off|toggle | pause on|off|toggle | model NAME | keep X,Y|all | reload | stop")
+        "bg next|prev|PATH|COLOR | mirror on|off|toggle | pause on|off|toggle | model NAME | budget CORES|auto | "
+        "keep X,Y|all | reload | stop")
 
 
 def _switch(value: bool, arg: str | None) -> bool:
@@ -54,6 +55,7 @@ class Controller:
         self.commands: dict[str, Callable[[list[str]], dict | None]] = {
             "status": lambda args: self.status(), "blur": self._blur, "mode": self._mode, "bg": self._bg,
             "background": self._bg, "mirror": self._mirror, "pause": self._pause, "model": self._model,
+            "budget": self._budget,
             "keep": self._keep, "reload": self._reload_cmd, "stop": self._stop, "quit": self._stop,
             "help": self._help, "?": self._help,
         }
@@ -87,6 +89,8 @@ class Controller:
         """Apply a whole new config (a reloaded file); returns the changed keys."""
         old = self.cfg.to_dict()
         changed = [f"{sec}.{k}" for sec, vals in new.to_dict().items() for k, v in vals.items() if old[sec][k] != v]
+        if str(new.run.cpu_budget) != str(self.cfg.run.cpu_budget):  # first: it may refuse, before anything changed
+            self.pipeline.set_budget(new.run.cpu_budget)
         if new.compositor != self.cfg.compositor:
             self.pipeline.set_look(new.compositor)
         if new.matting != self.cfg.matting:
@@ -145,6 +149,12 @@ class Controller:
         m = replace(self.cfg.matting, model=args[0])
         self.pipeline.switch_model(m)
         self.cfg = replace(self.cfg, matting=m)
+
+    def _budget(self, args):
+        if len(args) != 1:
+            raise ConfigError("budget needs the cores vcam may use, e.g. budget 0.4, or auto")
+        self.pipeline.set_budget(args[0])
+        self.cfg = replace(self.cfg, run=replace(self.cfg.run, cpu_budget=args[0].lower()))
 
     def _keep(self, args):
         """``keep X,Y`` in the pixels of the picture the call sees (mirrored if mirror is on);

@@ -129,6 +129,20 @@ class Pipeline:
         # released when the last reference goes.
         self.parts.matter = new
 
+    def set_budget(self, setting) -> float:
+        """``run.cpu_budget`` while running: a number of cores or 'auto' (not 'off': a run started
+        without a budget has no controller to give one to, and one with a budget keeps it)."""
+        if str(setting).strip().lower() in ("off", "none", "no"):
+            raise ConfigError("the budget cannot be turned off while running: give a number of cores "
+                              "(up to this machine's), or restart with --cpu-budget off")
+        cores = budget.resolve(setting, name="budget", off=False)
+        if self.governor is None:
+            raise ConfigError("this vcam runs without a CPU budget (started with --cpu-budget off): "
+                              f"restart it with --cpu-budget {setting}")
+        self.governor.set_budget(cores)
+        log.info("CPU budget now %.2g cores", cores)
+        return cores
+
     @staticmethod
     def _ladder(m: MattingConfig):
         return budget.ladder(m.model, m.input_size, lite=budget.lite_available())
