@@ -254,7 +254,7 @@ class Compositor:
             # Only clear room counts: a pixel a quarter person is already excluded, so the
             # estimate behind the border is not tinted by the person it is removed from.
             w = weight.astype(np.float32) * np.float32(4 / 255) if weight.dtype == np.uint8 else weight * np.float32(4)
-            # At the blur's working size: the kernel stretches it only on rows that cross the border.
+            # At the blur's working size: the kernel stretches it a row at a time.
             est = self._est_blur.small(img, np.minimum(w, 1.0, out=w))
         else:
             est = img

@@ -317,8 +317,8 @@ def blend_edge(out: np.ndarray, img: np.ndarray, bg: np.ndarray, est: np.ndarray
     ``img``: the camera frame ``[H, W, 3] uint8``; ``bg``: the new background, ``[H, W, 3]``,
     a ``[3]`` BGR colour, or ``[h, w, 3]`` of another size (upsampled as :func:`blend_upsample`
     does); ``est``: an estimate of the old room behind the person (a matte-weighted blur), at
-    full or any lower resolution (upsampled the same way, and only on rows that cross the
-    border); ``soft``: the new background, blurred, ``[H, W, 3]``; ``wrap``: ``[H, W] u8``
+    full or any lower resolution (upsampled the same way, a row at a time, never written at
+    full resolution); ``soft``: the new background, blurred, ``[H, W, 3]``; ``wrap``: ``[H, W] u8``
     light-wrap weight; ``alpha``: ``[H, W] u8``. ``scratch``: a dict this function keeps its
     buffers in. With ``est`` = ``img`` and ``wrap`` = 0 this is :func:`blend` wherever alpha ≥ 1/8.
     """
