@@ -386,6 +386,17 @@ def test_an_unreadable_video_gets_one_line_and_nothing_from_ffmpeg(tmp_path):
     assert not (tmp_path / "o.mp4").exists()
 
 
+def test_a_folder_with_an_unreadable_picture_says_so_not_truncated(tmp_path, modnet_path):
+    d = tmp_path / "frames"
+    d.mkdir()
+    for i in range(10):
+        cv2.imwrite(str(d / f"{i:03d}.png"), sample.render(i / 10, 160, 90))
+    (d / "004.png").write_bytes(b"not a png at all")
+    r = run_vcam("process", d, "-o", tmp_path / "o.mp4")
+    assert r.returncode == 2 and "some of its pictures are unreadable" in one_line(r) and "004.png" in r.stderr
+    assert not (tmp_path / "o.mp4").exists()
+
+
 def test_a_truncated_input_fails_and_leaves_nothing_unless_asked(tmp_path, modnet_path):
     full = write_clip(tmp_path / "full.mp4", frames=90, faststart=True)
     cut = tmp_path / "cut.mp4"

@@ -167,7 +167,9 @@ def process_video(cfg: Config, input_path: str, *, output: str | None = None, al
     if total and n < 0.98 * total:
         _finish(staged, keep=keep_partial)
         if not keep_partial:
-            raise SourceError(f"{input_path}: only {n} of {total} frames decoded: the file is truncated or corrupt; "
+            what = ("some of its pictures are unreadable (the first is named above)" if Path(input_path).is_dir()
+                    else "the file is truncated or corrupt")
+            raise SourceError(f"{input_path}: only {n} of {total} frames decoded: {what}; "
                               f"nothing written (add --keep-partial to keep those {n} frames)")
         log.warning("%s: only %d of %d frames decoded (truncated?); kept them (--keep-partial)", input_path, n, total)
     else:
